@@ -1,0 +1,13 @@
+#pragma once
+// Each subcommand of `edgefm` registers itself on the app through one of these functions;
+// its implementation lives in src/cli/<name>_command.cpp and calls into the parts.
+#include <CLI/CLI.hpp>
+
+namespace edgefm::cli {
+
+void add_fm_command(CLI::App& app);         // fm train | fm eval
+void add_models_command(CLI::App& app);     // models
+void add_customize_command(CLI::App& app);  // customize
+void add_eval_command(CLI::App& app);       // eval
+
+}  // namespace edgefm::cli

@@ -1,0 +1,32 @@
+#pragma once
+// The foundation model as the rest of the system sees it: an image encoder, a text encoder
+// and the class pool it was trained with. Either the project's reference FM (trained by
+// `edgefm fm train`) or a real FM exported as TorchScript plus an embedding-pool file.
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "models/encoder.h"
+#include "models/text_encoder.h"
+#include "models/text_pool.h"
+
+namespace edgefm::models {
+
+struct FoundationModel {
+  std::shared_ptr<const ImageEncoder> image;
+  std::shared_ptr<const TextEncoder> text;  // may be null for a TorchScript FM without one
+  TextPool pool;
+  std::string version;  // "reference-fm v1 <checksum prefix>" or the TorchScript file name
+};
+
+// Loads the reference FM file written by `edgefm fm train`. Throws Error on a wrong or
+// corrupt file.
+FoundationModel load_foundation_model(const std::filesystem::path& path);
+
+// A real FM: a TorchScript module mapping n x C x H x W floats in [0,1] to n x D embeddings
+// (normalised here if it does not), plus an embedding-pool file (see text_pool.h).
+FoundationModel load_torchscript_foundation_model(const std::filesystem::path& module_path,
+                                                  const std::filesystem::path& pool_path,
+                                                  ImageShape input_shape = {});
+
+}  // namespace edgefm::models
