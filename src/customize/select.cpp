@@ -43,9 +43,12 @@ std::vector<std::string> selection_strategy_names() {
 
 const char* selection_strategy_name(SelectionStrategy strategy) {
   switch (strategy) {
-    case SelectionStrategy::random: return "random";
-    case SelectionStrategy::lowest_margin: return "lowest_margin";
-    case SelectionStrategy::margin_diversity: return "margin_diversity";
+    case SelectionStrategy::random:
+      return "random";
+    case SelectionStrategy::lowest_margin:
+      return "lowest_margin";
+    case SelectionStrategy::margin_diversity:
+      return "margin_diversity";
   }
   return "unknown";
 }
@@ -59,7 +62,8 @@ SelectionStrategy parse_selection_strategy(const std::string& name) {
 }
 
 UploadBudget UploadBudget::fraction(double f) {
-  if (!(f >= 0.0 && f <= 1.0)) fail_expected("upload budget fraction", "a value in [0, 1]", std::to_string(f));
+  if (!(f >= 0.0 && f <= 1.0))
+    fail_expected("upload budget fraction", "a value in [0, 1]", std::to_string(f));
   return {true, f};
 }
 
@@ -72,8 +76,8 @@ UploadBudget UploadBudget::parse(const std::string& text) {
   const bool percent = text.back() == '%';
   const std::string number = percent ? text.substr(0, text.size() - 1) : text;
   const bool well_formed = !number.empty() &&
-                          number.find_first_not_of("0123456789.") == std::string::npos &&
-                          std::count(number.begin(), number.end(), '.') <= 1 && number != ".";
+                           number.find_first_not_of("0123456789.") == std::string::npos &&
+                           std::count(number.begin(), number.end(), '.') <= 1 && number != ".";
   if (!well_formed) fail_expected(context, expected, "'" + text + "'");
   const double value = std::stod(number);
   if (percent) return fraction(value / 100.0);
@@ -139,15 +143,16 @@ std::vector<size_t> k_center_greedy(const float* embeddings, int d,
     picked.push_back(candidates[best]);
     const float* row = rows.data() + best * d;
     for (size_t i = 0; i < m; ++i) {
-      if (!taken[i]) nearest[i] = std::min(nearest[i], squared_distance(rows.data() + i * d, row, d));
+      if (!taken[i])
+        nearest[i] = std::min(nearest[i], squared_distance(rows.data() + i * d, row, d));
     }
   }
   return picked;
 }
 
 std::vector<size_t> select_for_upload(SelectionStrategy strategy, std::span<const float> scores,
-                                      const float* embeddings, int d, size_t budget,
-                                      uint64_t seed, const SelectionParams& params) {
+                                      const float* embeddings, int d, size_t budget, uint64_t seed,
+                                      const SelectionParams& params) {
   const size_t n = scores.size();
   budget = std::min(budget, n);
   if (budget == 0) return {};
@@ -267,8 +272,8 @@ std::vector<size_t> UploadSelector::window_order() {
       std::vector<float> centers;
       centers.reserve(recent_.size() * dim_);
       for (const auto& e : recent_) centers.insert(centers.end(), e.begin(), e.end());
-      return k_center_greedy(window_embeddings_.data(), dim_, by_score(scores), m,
-                             centers.data(), recent_.size(), params_.min_distance);
+      return k_center_greedy(window_embeddings_.data(), dim_, by_score(scores), m, centers.data(),
+                             recent_.size(), params_.min_distance);
     }
   }
   return {};

@@ -12,9 +12,9 @@ namespace {
 
 void check_sides(std::span<const float> pos, std::span<const float> neg, const char* what) {
   if (pos.empty() || neg.empty()) {
-    fail_expected(what, "at least one positive and one negative score",
-                  std::to_string(pos.size()) + " positives and " + std::to_string(neg.size()) +
-                      " negatives");
+    fail_expected(
+        what, "at least one positive and one negative score",
+        std::to_string(pos.size()) + " positives and " + std::to_string(neg.size()) + " negatives");
   }
   for (auto side : {pos, neg}) {
     for (float s : side) {
@@ -83,7 +83,8 @@ json OpenSetMetrics::to_json() const {
   return {{"auroc", auroc}, {"fpr95", fpr95}, {"positives", positives}, {"negatives", negatives}};
 }
 
-OpenSetMetrics open_set_metrics(std::span<const float> scores, const std::vector<bool>& is_positive) {
+OpenSetMetrics open_set_metrics(std::span<const float> scores,
+                                const std::vector<bool>& is_positive) {
   if (scores.size() != is_positive.size()) {
     fail_expected("open-set metrics", std::to_string(scores.size()) + " labels",
                   std::to_string(is_positive.size()));

@@ -36,7 +36,8 @@ struct OpenSetMetrics {
 };
 
 // Splits scores by is_positive (seen class) and computes both metrics.
-OpenSetMetrics open_set_metrics(std::span<const float> scores, const std::vector<bool>& is_positive);
+OpenSetMetrics open_set_metrics(std::span<const float> scores,
+                                const std::vector<bool>& is_positive);
 
 struct CurvePoint {
   double offload_ratio = 0.0;

@@ -158,7 +158,8 @@ bool plot_lines(const std::filesystem::path& png, const std::string& title,
     const char* env = std::getenv("EDGEFM_GNUPLOT");
     const std::string program = env && *env ? env : "gnuplot";
     RunResult result;
-    for (const char* terminal : {"pngcairo size 900,600 noenhanced", "png size 900,600 noenhanced"}) {
+    for (const char* terminal :
+         {"pngcairo size 900,600 noenhanced", "png size 900,600 noenhanced"}) {
       std::ostringstream gp;
       gp << "# Written by edgefm; run `gnuplot " << script.filename().string()
          << "` in this folder to redraw.\n"

@@ -29,8 +29,8 @@ std::string floats_to_base64(const std::vector<float>& values) {
   out.reserve((bytes.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    const uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) |
-                       uint32_t(uint8_t(bytes[i + 2]));
+    const uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) |
+                       (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint32_t(uint8_t(bytes[i + 2]));
     out += kBase64Alphabet[(v >> 18) & 63];
     out += kBase64Alphabet[(v >> 12) & 63];
     out += kBase64Alphabet[(v >> 6) & 63];
@@ -70,14 +70,15 @@ std::vector<float> base64_to_floats(const std::string& text, const std::string& 
         fail_expected(context, "base64 text", "the character '" + std::string(1, c) + "'");
       }
     }
-    const uint32_t word = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) |
-                          uint32_t(v[3]);
+    const uint32_t word =
+        (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
     bytes += char((word >> 16) & 255);
     if (pad < 2) bytes += char((word >> 8) & 255);
     if (pad < 1) bytes += char(word & 255);
   }
   if (bytes.size() % sizeof(float) != 0) {
-    fail_expected(context, "a whole number of float32 values", std::to_string(bytes.size()) + " bytes");
+    fail_expected(context, "a whole number of float32 values",
+                  std::to_string(bytes.size()) + " bytes");
   }
   std::vector<float> values(bytes.size() / sizeof(float));
   if (!values.empty()) std::memcpy(values.data(), bytes.data(), bytes.size());
@@ -87,7 +88,8 @@ std::vector<float> base64_to_floats(const std::string& text, const std::string& 
 void check_keys(const json& params, const std::set<std::string>& allowed,
                 const std::string& context) {
   if (params.is_null()) return;  // no parameters: the defaults
-  if (!params.is_object()) fail_expected(context, "a JSON object of parameters", params.type_name());
+  if (!params.is_object())
+    fail_expected(context, "a JSON object of parameters", params.type_name());
   for (const auto& [key, value] : params.items()) {
     if (allowed.count(key) == 0) {
       std::string known;
@@ -286,8 +288,8 @@ ProtoScore::ProtoScore(int dim, std::vector<int> classes, std::vector<float> pro
       prototypes_(normalized_rows(std::move(prototypes), dim, "proto prototypes")) {
   if (classes_.empty()) fail_expected("proto", "at least one prototype", "none");
   if (prototypes_.size() != classes_.size() * static_cast<size_t>(dim_)) {
-    fail_expected("proto", std::to_string(classes_.size()) + " prototypes of dim " +
-                               std::to_string(dim_),
+    fail_expected("proto",
+                  std::to_string(classes_.size()) + " prototypes of dim " + std::to_string(dim_),
                   std::to_string(prototypes_.size()) + " floats");
   }
 }
@@ -363,9 +365,8 @@ std::unique_ptr<ConfidenceScore> make_temperature_score(const std::string& name,
                      : name == "energy"    ? &energy
                                            : &max_softmax;  // mcm
   const float fallback = name == "mcm" ? kDefaultMcmTemperature : kDefaultTemperature;
-  const float t = params.contains("temperature")
-                      ? json_field<float>(params, "temperature", context)
-                      : fallback;
+  const float t =
+      params.contains("temperature") ? json_field<float>(params, "temperature", context) : fallback;
   return std::make_unique<TemperatureScore>(name, fn, t);
 }
 

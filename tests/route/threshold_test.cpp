@@ -46,7 +46,8 @@ TEST(Profile, HandComputedPoints) {
 }
 
 TEST(Profile, RepeatedScoresGiveOnePointEach) {
-  const auto profile = build_profile({{0.5f, true, false}, {0.5f, false, true}, {0.7f, true, true}});
+  const auto profile =
+      build_profile({{0.5f, true, false}, {0.5f, false, true}, {0.7f, true, true}});
   ASSERT_EQ(profile.points.size(), 3u);
   EXPECT_EQ(profile.points[1].threshold, 0.7f);
   EXPECT_NEAR(profile.points[1].edge_fraction, 1.0 / 3, 1e-12);
