@@ -9,5 +9,6 @@ void add_fm_command(CLI::App& app);         // fm train | fm eval
 void add_models_command(CLI::App& app);     // models
 void add_customize_command(CLI::App& app);  // customize
 void add_eval_command(CLI::App& app);       // eval
+void add_link_command(CLI::App& app);       // link (trace-driven link emulator)
 
 }  // namespace edgefm::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   edgefm::cli::add_models_command(app);
   edgefm::cli::add_customize_command(app);
   edgefm::cli::add_eval_command(app);
+  edgefm::cli::add_link_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
