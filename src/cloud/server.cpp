@@ -1,0 +1,557 @@
+#include "cloud/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+#include <httplib.h>
+
+#include "cloud/metrics.h"
+#include "cloud/oip.h"
+#include "common/error.h"
+#include "common/json_io.h"
+
+namespace edgefm::cloud {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* kServerName = "edgefm";
+const char* kServerVersion = "0.1.0";
+const char* kModelVersion = "1";
+
+// A failure with its HTTP status, thrown inside handlers and answered as {"error": ...}.
+struct HttpFailure {
+  int status;
+  std::string message;
+};
+
+const char* kImageOutputs[] = {"embedding", "class_index", "class_name", "margin"};
+const char* kTextOutputs[] = {"embedding", "class_names"};
+
+void reply_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void reply_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(error_body(message), "application/json");
+}
+
+bool same_token(const std::string& a, const std::string& b) {
+  // Compare every byte so the time taken does not reveal how much of a guess was right.
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
+  return diff == 0 && !b.empty();
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", '" : "'") + names[i] + "'";
+  return out.empty() ? "none" : out;
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int64_t micros_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+ServerOptions server_default_options() { return ServerOptions{}; }
+
+struct CloudServer::Impl {
+  models::FoundationModel fm;
+  ServerOptions options;
+  ServerMetrics metrics;
+  std::unique_ptr<DynamicBatcher> batcher;
+  httplib::Server http;
+  std::thread listener;
+  int port = 0;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> listen_returned{false};
+  std::once_flag stop_once;
+  std::mutex text_mutex;  // TextEncoder promises no thread safety
+
+  Impl(models::FoundationModel model, ServerOptions opts)
+      : fm(std::move(model)), options(std::move(opts)) {}
+
+  // ---- request plumbing -------------------------------------------------------------
+
+  void require_token(const httplib::Request& req) const {
+    if (options.token.empty()) return;
+    if (!req.has_header("Authorization")) {
+      throw HttpFailure{401, "missing 'Authorization: Bearer <token>' header"};
+    }
+    const std::string value = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (value.rfind(prefix, 0) != 0 || !same_token(value.substr(prefix.size()), options.token)) {
+      throw HttpFailure{401, "wrong bearer token"};
+    }
+  }
+
+  // Runs a handler body, answering HttpFailure / ProtocolError / Error with {"error": ...}.
+  template <typename Body>
+  void guarded(const httplib::Request& req, httplib::Response& res, Body&& body) {
+    try {
+      require_token(req);
+      body();
+    } catch (const HttpFailure& failure) {
+      reply_error(res, failure.status, failure.message);
+    } catch (const ProtocolError& e) {
+      reply_error(res, 400, e.what());
+    } catch (const std::exception& e) {
+      reply_error(res, 500, std::string("internal error: ") + e.what());
+    }
+    if (res.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  }
+
+  void check_model(const std::string& name, const std::string& version) const {
+    if (name != options.image_model && name != options.text_model) {
+      throw HttpFailure{404, "unknown model '" + name + "'; this server has " +
+                                 join_names({options.image_model, options.text_model})};
+    }
+    if (!version.empty() && version != kModelVersion) {
+      throw HttpFailure{404, "model '" + name + "' has no version '" + version +
+                                 "'; it has version " + kModelVersion};
+    }
+  }
+
+  // ---- metadata ---------------------------------------------------------------------
+
+  json server_metadata() const {
+    return {{"name", kServerName},
+            {"version", kServerVersion},
+            {"extensions", json::array({"binary_tensor_data"})}};
+  }
+
+  json model_metadata(const std::string& name) const {
+    const int dim = fm.image->embedding_dim();
+    if (name == options.image_model) {
+      auto shape = fm.image->input_shape();
+      return {{"name", name},
+              {"versions", json::array({kModelVersion})},
+              {"platform", "edgefm"},
+              {"inputs", json::array({{{"name", "images"},
+                                       {"datatype", "FP32"},
+                                       {"shape", {-1, shape.channels, shape.height, shape.width}}}})},
+              {"outputs", json::array({{{"name", "embedding"}, {"datatype", "FP32"}, {"shape", {-1, dim}}},
+                                       {{"name", "class_index"}, {"datatype", "INT64"}, {"shape", {-1}}},
+                                       {{"name", "class_name"}, {"datatype", "BYTES"}, {"shape", {-1}}},
+                                       {{"name", "margin"}, {"datatype", "FP32"}, {"shape", {-1}}}})},
+              {"parameters",
+               {{"fm_version", fm.version},
+                {"arch", fm.image->arch()},
+                {"embedding_dim", dim},
+                {"input_datatypes", json::array({"FP32", "UINT8"})},
+                {"class_names", fm.pool.names()},
+                {"max_batch_size", options.max_batch},
+                {"max_queue_delay_us", options.max_queue_delay_us},
+                {"device", options.device}}}};
+    }
+    return {{"name", name},
+            {"versions", json::array({kModelVersion})},
+            {"platform", "edgefm"},
+            {"inputs", json::array({{{"name", "prompts"}, {"datatype", "BYTES"}, {"shape", {-1}}}})},
+            {"outputs", json::array({{{"name", "embedding"}, {"datatype", "FP32"}, {"shape", {-1, dim}}},
+                                     {{"name", "class_names"}, {"datatype", "BYTES"}, {"shape", {-1}}}})},
+            {"parameters",
+             {{"fm_version", fm.version},
+              {"embedding_dim", dim},
+              {"class_names", fm.pool.names()},
+              {"has_text_encoder", fm.text != nullptr}}}};
+  }
+
+  // ---- inference --------------------------------------------------------------------
+
+  // The outputs to produce: those requested (checked against `known`), else `defaults`,
+  // each with its binary flag.
+  static std::vector<RequestedOutput> resolve_outputs(const InferRequest& request,
+                                                      const std::string& model,
+                                                      const std::vector<std::string>& known,
+                                                      const std::vector<std::string>& defaults) {
+    if (request.outputs.empty()) {
+      std::vector<RequestedOutput> all;
+      for (const auto& name : defaults) all.push_back({name, request.binary_data_output});
+      return all;
+    }
+    for (const auto& o : request.outputs) {
+      if (std::find(known.begin(), known.end(), o.name) == known.end()) {
+        throw HttpFailure{400, "model '" + model + "' has no output '" + o.name + "'; it has " +
+                                   join_names(known)};
+      }
+    }
+    return request.outputs;
+  }
+
+  static void add_outputs(InferResponse& response, const std::vector<RequestedOutput>& wanted,
+                          std::vector<Tensor>& available) {
+    for (const auto& w : wanted) {
+      for (auto& t : available) {
+        if (t.name != w.name) continue;
+        t.binary = w.binary;
+        response.outputs.push_back(std::move(t));
+        break;
+      }
+    }
+  }
+
+  std::vector<float> image_rows(const InferRequest& request) const {
+    const std::string& model = options.image_model;
+    std::vector<std::string> names;
+    for (const auto& t : request.inputs) names.push_back(t.name);
+    const Tensor* images = request.input("images");
+    if (images == nullptr || request.inputs.size() != 1) {
+      throw HttpFailure{400, "model '" + model + "': expected one input 'images', got " +
+                                 join_names(names)};
+    }
+    const auto shape = fm.image->input_shape();
+    const std::vector<int64_t> chw = {shape.channels, shape.height, shape.width};
+    const auto& s = images->shape;
+    bool rank4 = s.size() == 4 && s[1] == chw[0] && s[2] == chw[1] && s[3] == chw[2];
+    bool rank3 = shape.channels == 1 && s.size() == 3 && s[1] == chw[1] && s[2] == chw[2];
+    if (!(rank4 || rank3) || s[0] < 1) {
+      std::string expected = "[N," + std::to_string(chw[0]) + "," + std::to_string(chw[1]) + "," +
+                             std::to_string(chw[2]) + "]";
+      if (shape.channels == 1) {
+        expected += " or [N," + std::to_string(chw[1]) + "," + std::to_string(chw[2]) + "]";
+      }
+      throw HttpFailure{400, "input 'images': expected shape " + expected + " with N >= 1, got " +
+                                 shape_string(s)};
+    }
+    if (images->datatype == DataType::uint8) {
+      const auto& bytes = images->uint8s();
+      std::vector<float> rows(bytes.size());
+      for (size_t i = 0; i < bytes.size(); ++i) rows[i] = static_cast<float>(bytes[i]) / 255.0f;
+      return rows;
+    }
+    if (images->datatype != DataType::fp32) {
+      throw HttpFailure{400, std::string("input 'images': expected datatype FP32 or UINT8, got ") +
+                                 datatype_name(images->datatype)};
+    }
+    std::vector<float> rows = images->floats();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (!(rows[i] >= 0.0f && rows[i] <= 1.0f)) {
+        throw HttpFailure{400, "input 'images' element " + std::to_string(i) +
+                                   ": expected a value in [0, 1], got " + std::to_string(rows[i])};
+      }
+    }
+    return rows;
+  }
+
+  InferResponse infer_images(const InferRequest& request) {
+    const std::string& model = options.image_model;
+    std::vector<std::string> known(std::begin(kImageOutputs), std::end(kImageOutputs));
+    auto wanted = resolve_outputs(request, model, known, known);
+    std::vector<float> rows = image_rows(request);
+    const int64_t n = static_cast<int64_t>(rows.size()) / fm.image->input_shape().numel();
+
+    BatchResult result = batcher->submit(std::move(rows)).get();
+    metrics.observe_queue_seconds(model, static_cast<double>(result.queue_us) * 1e-6);
+
+    const int dim = fm.image->embedding_dim();
+    const auto& pool = fm.pool;
+    std::vector<int64_t> class_index(static_cast<size_t>(n));
+    std::vector<std::string> class_name(static_cast<size_t>(n));
+    std::vector<float> margin(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* e = result.outputs.data() + i * dim;
+      double best = -2, second = -2;
+      size_t best_index = 0;
+      for (size_t c = 0; c < pool.size(); ++c) {
+        const float* v = pool.vector(c);
+        double cosine = 0;
+        for (int d = 0; d < dim; ++d) cosine += double{e[d]} * v[d];
+        if (cosine > best) {
+          second = best;
+          best = cosine;
+          best_index = c;
+        } else if (cosine > second) {
+          second = cosine;
+        }
+      }
+      // With one class the runner-up is the lowest possible cosine, -1.
+      if (pool.size() == 1) second = -1;
+      class_index[i] = static_cast<int64_t>(best_index);
+      class_name[i] = pool.name(best_index);
+      margin[i] = static_cast<float>(best - second);
+    }
+
+    std::vector<Tensor> available;
+    available.push_back(Tensor::from_floats("embedding", {n, dim}, result.outputs));
+    available.push_back(Tensor::from_int64s("class_index", {n}, class_index));
+    available.push_back(Tensor::from_strings("class_name", {n}, std::move(class_name)));
+    available.push_back(Tensor::from_floats("margin", {n}, margin));
+    InferResponse response;
+    response.parameters = {{"queue_time_us", result.queue_us},
+                           {"compute_time_us", result.compute_us},
+                           {"batch_rows", result.batch_rows},
+                           {"batch_requests", result.batch_requests}};
+    add_outputs(response, wanted, available);
+    return response;
+  }
+
+  InferResponse infer_text(const InferRequest& request) {
+    const std::string& model = options.text_model;
+    const Tensor* prompts = request.input("prompts");
+    for (const auto& t : request.inputs) {
+      if (t.name != "prompts") {
+        throw HttpFailure{400, "model '" + model + "': unexpected input '" + t.name +
+                                   "'; it takes 'prompts' (BYTES)"};
+      }
+    }
+    if (prompts != nullptr && prompts->datatype != DataType::bytes) {
+      throw HttpFailure{400, std::string("input 'prompts': expected datatype BYTES, got ") +
+                                 datatype_name(prompts->datatype)};
+    }
+    std::vector<std::string> known(std::begin(kTextOutputs), std::end(kTextOutputs));
+    std::vector<std::string> defaults = {"class_names"};
+    if (prompts != nullptr) defaults.insert(defaults.begin(), "embedding");
+    auto wanted = resolve_outputs(request, model, known, defaults);
+
+    std::vector<Tensor> available;
+    available.push_back(Tensor::from_strings(
+        "class_names", {static_cast<int64_t>(fm.pool.size())}, fm.pool.names()));
+    bool embedding_wanted = std::any_of(wanted.begin(), wanted.end(),
+                                        [](const RequestedOutput& o) { return o.name == "embedding"; });
+    if (embedding_wanted) {
+      if (prompts == nullptr) {
+        throw HttpFailure{400, "model '" + model + "': output 'embedding' needs input 'prompts'"};
+      }
+      const int dim = fm.pool.dim();
+      const auto n = static_cast<int64_t>(prompts->strings.size());
+      std::vector<float> embeddings;
+      embeddings.reserve(static_cast<size_t>(n * dim));
+      for (const auto& prompt : prompts->strings) {
+        if (auto index = fm.pool.index_of(prompt)) {
+          embeddings.insert(embeddings.end(), fm.pool.vector(*index), fm.pool.vector(*index) + dim);
+          continue;
+        }
+        if (fm.text == nullptr) {
+          throw HttpFailure{400, "model '" + model + "': '" + prompt +
+                                     "' is not a class of the pool and this FM has no text encoder"};
+        }
+        std::vector<float> vector;
+        try {
+          std::lock_guard lock(text_mutex);
+          vector = fm.text->embed(prompt);
+        } catch (const Error& e) {
+          throw HttpFailure{400, e.what()};
+        }
+        if (static_cast<int>(vector.size()) != dim) {
+          throw HttpFailure{500, "text encoder returned " + std::to_string(vector.size()) +
+                                     " values, expected " + std::to_string(dim)};
+        }
+        embeddings.insert(embeddings.end(), vector.begin(), vector.end());
+      }
+      available.push_back(Tensor::from_floats("embedding", {n, dim}, embeddings));
+    }
+    InferResponse response;
+    add_outputs(response, wanted, available);
+    return response;
+  }
+
+  void handle_infer(const httplib::Request& req, httplib::Response& res) {
+    const auto start = Clock::now();
+    const std::string name = req.matches[1];
+    const std::string version = req.matches.size() > 2 ? std::string(req.matches[2]) : "";
+    const bool known = name == options.image_model || name == options.text_model;
+    guarded(req, res, [&] {
+      check_model(name, version);
+      if (req.body.size() > options.max_request_bytes) {
+        throw HttpFailure{413, "request body of " + std::to_string(req.body.size()) +
+                                   " bytes exceeds the limit of " +
+                                   std::to_string(options.max_request_bytes) + " bytes"};
+      }
+      std::optional<size_t> json_size;
+      if (req.has_header(kHeaderContentLength)) {
+        json_size = parse_header_content_length(req.get_header_value(kHeaderContentLength));
+      }
+      InferRequest request = decode_request(req.body, json_size);
+      InferResponse response =
+          name == options.image_model ? infer_images(request) : infer_text(request);
+      response.model_name = name;
+      response.model_version = kModelVersion;
+      response.id = request.id;
+      response.parameters["server_time_us"] = micros_since(start);
+      EncodedBody encoded = encode_response(response);
+      res.status = 200;
+      if (encoded.json_size) {
+        res.set_header(kHeaderContentLength, std::to_string(*encoded.json_size));
+        res.set_content(std::move(encoded.body), "application/octet-stream");
+      } else {
+        res.set_content(std::move(encoded.body), "application/json");
+      }
+    });
+    const std::string label = known ? name : "_unknown";
+    metrics.count_request(label, res.status);
+    metrics.observe_request_seconds(label, seconds_since(start));
+  }
+
+  // ---- routes -----------------------------------------------------------------------
+
+  void install_routes() {
+    http.Get(R"(/v2/?)", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(req, res, [&] { reply_json(res, 200, server_metadata()); });
+    });
+    http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+      reply_json(res, 200, {{"live", true}});
+    });
+    http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+      bool ready = !stopping.load();
+      reply_json(res, ready ? 200 : 503, {{"ready", ready}});
+    });
+    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               guarded(req, res, [&] {
+                 check_model(req.matches[1], req.matches[2]);
+                 reply_json(res, 200, model_metadata(req.matches[1]));
+               });
+             });
+    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               guarded(req, res, [&] {
+                 check_model(req.matches[1], req.matches[2]);
+                 bool ready = !stopping.load();
+                 reply_json(res, ready ? 200 : 503, {{"name", std::string(req.matches[1])}, {"ready", ready}});
+               });
+             });
+    http.Post(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)",
+              [this](const httplib::Request& req, httplib::Response& res) { handle_infer(req, res); });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = 200;
+      res.set_content(metrics.text(), "text/plain; version=0.0.4");
+    });
+
+    // Answers that httplib produces itself (no route, body over the limit, unreadable
+    // request) get the protocol's error body too; handler answers already have one.
+    http.set_error_handler(httplib::Server::HandlerWithResponse(
+        [this](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      std::string message;
+      if (res.status == 413) {
+        message = "request body of " + req.get_header_value("Content-Length") +
+                  " bytes exceeds the limit of " + std::to_string(options.max_request_bytes) +
+                  " bytes";
+        static const std::regex infer(R"(/v2/models/([^/]+)(?:/versions/[^/]+)?/infer)");
+        std::smatch match;
+        if (std::regex_match(req.path, match, infer)) {
+          std::string name = match[1];
+          bool known = name == options.image_model || name == options.text_model;
+          metrics.count_request(known ? name : "_unknown", 413);
+        }
+      } else if (res.status == 404) {
+        message = "no endpoint " + req.method + " " + req.path;
+      } else {
+        message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
+      }
+      res.set_content(error_body(message), "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    http.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
+          std::string message = "internal error";
+          try {
+            if (error) std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            message += std::string(": ") + e.what();
+          } catch (...) {
+          }
+          reply_error(res, 500, message);
+        });
+  }
+};
+
+CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(fm), std::move(options))) {
+  auto& s = *impl_;
+  const auto& o = s.options;
+  if (!s.fm.image) throw Error("cloud server: the FM has no image encoder");
+  if (s.fm.pool.empty()) throw Error("cloud server: the FM's class pool is empty");
+  if (s.fm.pool.dim() != s.fm.image->embedding_dim()) {
+    fail_expected("cloud server: FM pool dimension",
+                  std::to_string(s.fm.image->embedding_dim()) + " (the image embedding)",
+                  std::to_string(s.fm.pool.dim()));
+  }
+  if (o.threads < 1) fail_expected("cloud server threads", "at least 1", std::to_string(o.threads));
+  if (o.max_request_bytes < 1) fail_expected("cloud server max_request_bytes", "at least 1", "0");
+  if (o.image_model.empty() || o.text_model.empty() || o.image_model == o.text_model) {
+    fail_expected("cloud server model names", "two different non-empty names",
+                  "'" + o.image_model + "' and '" + o.text_model + "'");
+  }
+  if (o.port < 0 || o.port > 65535) {
+    fail_expected("cloud server port", "0..65535", std::to_string(o.port));
+  }
+
+  BatcherOptions batching = batcher_default_options();
+  batching.max_batch_size = o.max_batch;
+  batching.max_queue_delay_us = o.max_queue_delay_us;
+  batching.workers = o.batch_workers;
+  auto encoder = s.fm.image;
+  s.batcher = std::make_unique<DynamicBatcher>(
+      [encoder](const float* in, int64_t rows, float* out) { encoder->embed(in, rows, out); },
+      encoder->input_shape().numel(), encoder->embedding_dim(), batching,
+      [impl = impl_.get()](const BatchInfo& info) {
+        impl->metrics.observe_batch_rows(impl->options.image_model, info.rows);
+      });
+
+  const int threads = o.threads;
+  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  s.http.set_tcp_nodelay(true);
+  s.http.set_keep_alive_max_count(1000000);
+  s.http.set_keep_alive_timeout(o.keep_alive_timeout_s);
+  s.http.set_payload_max_length(o.max_request_bytes);
+  s.install_routes();
+
+  if (o.port == 0) {
+    s.port = s.http.bind_to_any_port(o.host);
+    if (s.port < 0) throw Error("cloud server: cannot bind an ephemeral port on '" + o.host + "'");
+  } else {
+    if (!s.http.bind_to_port(o.host, o.port)) {
+      throw Error("cloud server: cannot bind " + o.host + ":" + std::to_string(o.port) +
+                  " (in use, or not an address of this machine)");
+    }
+    s.port = o.port;
+  }
+  s.listener = std::thread([impl = impl_.get()] {
+    impl->http.listen_after_bind();
+    impl->listen_returned = true;
+  });
+  // stop() is a no-op until the listener runs; wait for it so an early stop() cannot hang.
+  while (!s.http.is_running() && !s.listen_returned) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+CloudServer::~CloudServer() { stop(); }
+
+int CloudServer::port() const { return impl_->port; }
+const std::string& CloudServer::host() const { return impl_->options.host; }
+std::string CloudServer::url() const { return "http://" + host() + ":" + std::to_string(port()); }
+
+void CloudServer::stop() {
+  std::call_once(impl_->stop_once, [this] {
+    impl_->stopping = true;
+    // Requests in flight may wait in the batcher for company that will not come.
+    impl_->batcher->stop_waiting();
+    impl_->http.stop();
+    if (impl_->listener.joinable()) impl_->listener.join();
+    impl_->batcher->stop();
+  });
+}
+
+bool CloudServer::running() const { return !impl_->stopping.load(); }
+
+BatcherStats CloudServer::batcher_stats() const { return impl_->batcher->stats(); }
+
+std::string CloudServer::metrics_text() const { return impl_->metrics.text(); }
+
+}  // namespace edgefm::cloud
