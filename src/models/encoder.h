@@ -3,6 +3,7 @@
 // TorchScript export of a real FM. Torch stays behind it: this header does not include torch.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace edgefm::models {
 
@@ -31,5 +32,17 @@ class ImageEncoder {
   // Safe to call from several threads at once.
   virtual void embed(const float* images, int64_t n, float* out) const = 0;
 };
+
+// Embeds n images in batches of `batch_size`; returns n x embedding_dim floats.
+std::vector<float> embed_all(const ImageEncoder& encoder, const float* images, int64_t n,
+                             int64_t batch_size = 256);
+
+struct LatencyStats {
+  double mean_ms = 0, median_ms = 0, p99_ms = 0, stdev_ms = 0;
+  int repetitions = 0;
+};
+// Times embed() of `batch` zero images: `warmup` untimed runs, then `repetitions` timed ones.
+LatencyStats measure_latency(const ImageEncoder& encoder, int64_t batch, int repetitions = 200,
+                             int warmup = 20);
 
 }  // namespace edgefm::models

@@ -1,0 +1,88 @@
+#include "cli/options.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "route/similarity.h"
+
+namespace edgefm::cli {
+
+data::DatasetDescription DataOptions::description() const {
+  return description_path.empty() ? data::fashion_mnist_description()
+                                  : data::load_description(description_path);
+}
+
+void add_data_options(CLI::App& command, DataOptions& options) {
+  command.add_option("--data", options.description_path,
+                     "Data set description JSON (default: Fashion-MNIST from "
+                     "/usr/share/datasets/fashion-mnist; see configs/fashion-mnist.json)");
+  command.add_option("--train-limit", options.train_limit,
+                     "Use only the first N training images (0: all)");
+  command.add_option("--test-limit", options.test_limit, "Use only the first N test images (0: all)");
+}
+
+models::FoundationModel FmOptions::load() const {
+  if (!torchscript.empty()) {
+    if (pool.empty()) {
+      throw Error("--fm-torchscript needs --fm-pool: the FM's embedding-pool file (class -> vector)");
+    }
+    return models::load_torchscript_foundation_model(torchscript, pool);
+  }
+  return models::load_foundation_model(path);
+}
+
+void add_fm_options(CLI::App& command, FmOptions& options) {
+  command.add_option("--fm", options.path, "Reference FM file from `edgefm fm train`")
+      ->capture_default_str();
+  command.add_option("--fm-torchscript", options.torchscript,
+                     "A real FM instead: TorchScript image encoder (n x C x H x W in [0,1] -> n x D)");
+  command.add_option("--fm-pool", options.pool,
+                     "Embedding-pool JSON for --fm-torchscript (format edgefm-pool)");
+}
+
+Embedded embed_dataset(const models::ImageEncoder& encoder, const models::TextPool& pool,
+                       const data::Dataset& dataset) {
+  if (encoder.embedding_dim() != pool.dim()) {
+    fail_expected("encoder '" + encoder.arch() + "' and its pool",
+                  "equal embedding dimensions", std::to_string(encoder.embedding_dim()) + " vs " +
+                                                    std::to_string(pool.dim()));
+  }
+  Embedded out;
+  out.dim = encoder.embedding_dim();
+  out.classes = static_cast<int>(pool.size());
+  auto images = dataset.to_float();
+  out.embeddings = models::embed_all(encoder, images.data(), static_cast<int64_t>(dataset.size()));
+  out.similarities.resize(dataset.size() * pool.size());
+  route::cosine_similarities(out.embeddings.data(), dataset.size(), pool.data(), out.classes,
+                             out.dim, out.similarities.data());
+  out.predictions.resize(dataset.size());
+  for (size_t i = 0; i < dataset.size(); ++i) {
+    const float* s = out.similarities.data() + i * pool.size();
+    out.predictions[i] = static_cast<int>(std::max_element(s, s + pool.size()) - s);
+  }
+  return out;
+}
+
+std::vector<int> pool_to_label(const models::TextPool& pool, const data::Dataset& dataset) {
+  std::vector<int> map(pool.size(), -1);
+  for (size_t c = 0; c < pool.size(); ++c) {
+    for (size_t l = 0; l < dataset.class_names.size(); ++l) {
+      if (dataset.class_names[l] == pool.name(c)) map[c] = static_cast<int>(l);
+    }
+  }
+  return map;
+}
+
+double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
+                          const data::Dataset& dataset) {
+  if (dataset.size() == 0) return 0;
+  auto embedded = embed_dataset(encoder, pool, dataset);
+  auto map = pool_to_label(pool, dataset);
+  size_t correct = 0;
+  for (size_t i = 0; i < dataset.size(); ++i) {
+    correct += map[static_cast<size_t>(embedded.predictions[i])] == dataset.labels[i];
+  }
+  return static_cast<double>(correct) / static_cast<double>(dataset.size());
+}
+
+}  // namespace edgefm::cli

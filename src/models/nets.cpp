@@ -1,0 +1,239 @@
+#include "models/nets.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "common/threads.h"
+#include "models/edge.h"
+
+namespace edgefm::models {
+namespace nn = torch::nn;
+
+namespace {
+
+nn::Conv2d conv(int in, int out, int kernel, int stride = 1, int groups = 1, bool bias = false) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, kernel)
+                        .stride(stride)
+                        .padding(kernel / 2)
+                        .groups(groups)
+                        .bias(bias));
+}
+
+void conv_bn_relu(nn::Sequential& s, int in, int out, int kernel, int stride = 1, int groups = 1) {
+  s->push_back(conv(in, out, kernel, stride, groups));
+  s->push_back(nn::BatchNorm2d(out));
+  s->push_back(nn::ReLU());
+}
+
+// Depthwise 3x3 then pointwise 1x1, each with batch norm and ReLU (MobileNet v1 block).
+void separable(nn::Sequential& s, int in, int out, int stride) {
+  conv_bn_relu(s, in, in, 3, stride, in);
+  conv_bn_relu(s, in, out, 1);
+}
+
+}  // namespace
+
+Net make_fm_net(int embedding_dim, int width) {
+  // Three conv blocks (w, 2w, 4w channels) and a wide projection head: most of the
+  // parameters sit in the head, most of the compute in the convolutions.
+  const int w = width;
+  nn::Sequential s;
+  conv_bn_relu(s, 1, w, 3);
+  s->push_back(nn::MaxPool2d(2));
+  conv_bn_relu(s, w, 2 * w, 3);
+  s->push_back(nn::MaxPool2d(2));
+  conv_bn_relu(s, 2 * w, 4 * w, 3);
+  s->push_back(nn::Flatten());
+  s->push_back(nn::Dropout(0.3));
+  s->push_back(nn::Linear(4 * w * 7 * 7, 512));
+  s->push_back(nn::BatchNorm1d(512));
+  s->push_back(nn::ReLU());
+  s->push_back(nn::Linear(512, embedding_dim));
+  return {"reference-fm", s, {}, embedding_dim};
+}
+
+const std::vector<ArchSpec>& edge_architectures() {
+  static const std::vector<ArchSpec> specs = {
+      {"tiny-cnn", "2 conv layers (8, 16 channels), max pooling, 2 linear layers"},
+      {"mobilenet", "MobileNet-style depthwise-separable blocks (16-64 channels), avg pooling"},
+      {"wide-cnn", "3 conv layers (32, 64, 64 channels) with batch norm, 2 linear layers"},
+  };
+  return specs;
+}
+
+void check_edge_architecture(const std::string& name) {
+  std::string known;
+  for (const auto& spec : edge_architectures()) {
+    if (spec.name == name) return;
+    known += (known.empty() ? "" : ", ") + spec.name;
+  }
+  fail_expected("edge architecture", "one of " + known, "'" + name + "'");
+}
+
+Net make_edge_net(const std::string& arch, int embedding_dim) {
+  check_edge_architecture(arch);
+  nn::Sequential s;
+  if (arch == "tiny-cnn") {
+    s->push_back(conv(1, 8, 3, 1, 1, true));
+    s->push_back(nn::ReLU());
+    s->push_back(nn::MaxPool2d(2));
+    s->push_back(conv(8, 16, 3, 1, 1, true));
+    s->push_back(nn::ReLU());
+    s->push_back(nn::MaxPool2d(2));
+    s->push_back(nn::Flatten());
+    s->push_back(nn::Linear(16 * 7 * 7, 64));
+    s->push_back(nn::ReLU());
+    s->push_back(nn::Linear(64, embedding_dim));
+  } else if (arch == "mobilenet") {
+    conv_bn_relu(s, 1, 16, 3);
+    separable(s, 16, 32, 2);
+    separable(s, 32, 64, 2);
+    separable(s, 64, 64, 1);
+    s->push_back(nn::AdaptiveAvgPool2d(1));
+    s->push_back(nn::Flatten());
+    s->push_back(nn::Linear(64, embedding_dim));
+  } else {  // wide-cnn
+    conv_bn_relu(s, 1, 32, 3);
+    s->push_back(nn::MaxPool2d(2));
+    conv_bn_relu(s, 32, 64, 3);
+    s->push_back(nn::MaxPool2d(2));
+    conv_bn_relu(s, 64, 64, 3);
+    s->push_back(nn::Flatten());
+    s->push_back(nn::Linear(64 * 7 * 7, 128));
+    s->push_back(nn::ReLU());
+    s->push_back(nn::Linear(128, embedding_dim));
+  }
+  return {arch, s, {}, embedding_dim};
+}
+
+int64_t count_parameters(const torch::nn::Module& module) {
+  int64_t total = 0;
+  for (const auto& p : module.parameters()) total += p.numel();
+  return total;
+}
+
+int64_t count_multiply_adds(const Net& net) {
+  torch::NoGradGuard no_grad;
+  bool was_training = net.body->is_training();
+  net.body->eval();
+  auto x = torch::zeros({1, net.input.channels, net.input.height, net.input.width});
+  int64_t total = 0;
+  for (const auto& child : net.body->children()) {
+    auto in = x;
+    if (auto* c = child->as<nn::Conv2dImpl>()) {
+      x = c->forward(in);
+      const auto& o = c->options;
+      int64_t k = o.kernel_size()->at(0) * o.kernel_size()->at(1);
+      total += x.numel() * (o.in_channels() / o.groups()) * k;
+    } else if (auto* l = child->as<nn::LinearImpl>()) {
+      x = l->forward(in);
+      total += l->options.in_features() * l->options.out_features();
+    } else if (auto* m = child->as<nn::MaxPool2dImpl>()) {
+      x = m->forward(in);
+    } else if (auto* a = child->as<nn::AdaptiveAvgPool2dImpl>()) {
+      x = a->forward(in);
+    } else if (auto* f = child->as<nn::FlattenImpl>()) {
+      x = f->forward(in);
+    } else if (auto* b = child->as<nn::BatchNorm2dImpl>()) {
+      x = b->forward(in);
+    } else if (auto* b1 = child->as<nn::BatchNorm1dImpl>()) {
+      x = b1->forward(in);
+    } else if (auto* r = child->as<nn::ReLUImpl>()) {
+      x = r->forward(in);
+    } else if (auto* d = child->as<nn::DropoutImpl>()) {
+      x = d->forward(in);
+    } else {
+      throw Error("count_multiply_adds: unsupported layer " + child->name());
+    }
+  }
+  if (was_training) net.body->train();
+  return total;
+}
+
+torch::Tensor embed_tensor(const Net& net, const torch::Tensor& images) {
+  return torch::nn::functional::normalize(
+      net.body->forward(images), torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+TorchEncoder::TorchEncoder(Net net)
+    : net_(std::move(net)),
+      parameters_(count_parameters(*net_.body)),
+      multiply_adds_(count_multiply_adds(net_)) {
+  net_.body->eval();
+}
+
+void TorchEncoder::embed(const float* images, int64_t n, float* out) const {
+  if (n <= 0) return;
+  torch::NoGradGuard no_grad;
+  auto input = torch::from_blob(const_cast<float*>(images),
+                                {n, net_.input.channels, net_.input.height, net_.input.width});
+  auto result = embed_tensor(net_, input).contiguous();
+  std::copy_n(result.data_ptr<float>(), n * net_.embedding_dim, out);
+}
+
+std::unique_ptr<ImageEncoder> make_edge_model(const std::string& arch, int embedding_dim,
+                                              uint64_t seed) {
+  torch::manual_seed(seed);
+  return std::make_unique<TorchEncoder>(make_edge_net(arch, embedding_dim));
+}
+
+void configure_torch_threads(int threads) {
+  pin_openblas_to_one_thread();
+  torch::set_num_threads(threads > 0 ? threads : hardware_threads());
+}
+
+void write_net(torch::serialize::OutputArchive& archive, const std::string& key, const Net& net) {
+  torch::serialize::OutputArchive nested;
+  net.body->save(nested);
+  archive.write(key, nested);
+}
+
+void read_net(torch::serialize::InputArchive& archive, const std::string& key, Net& net,
+              const std::string& context) {
+  torch::serialize::InputArchive nested;
+  if (!archive.try_read(key, nested)) throw Error(context + ": no '" + key + "' weights");
+  torch::NoGradGuard no_grad;
+  for (auto& item : net.body->named_parameters(true)) {
+    torch::Tensor stored;
+    if (!nested.try_read(item.key(), stored)) {
+      throw Error(context + ": missing weight '" + item.key() + "'");
+    }
+    if (stored.sizes() != item.value().sizes()) {
+      fail_expected(context + " weight '" + item.key() + "'",
+                    "shape " + c10::str(item.value().sizes()), c10::str(stored.sizes()));
+    }
+    item.value().copy_(stored);
+  }
+  for (auto& item : net.body->named_buffers(true)) {
+    torch::Tensor stored;
+    if (!nested.try_read(item.key(), stored, /*is_buffer=*/true)) {
+      throw Error(context + ": missing buffer '" + item.key() + "'");
+    }
+    if (stored.sizes() != item.value().sizes()) {
+      fail_expected(context + " buffer '" + item.key() + "'",
+                    "shape " + c10::str(item.value().sizes()), c10::str(stored.sizes()));
+    }
+    item.value().copy_(stored);
+  }
+}
+
+torch::Tensor augment(const torch::Tensor& images, int max_shift) {
+  const int64_t n = images.size(0);
+  auto flip = torch::rand({n}) < 0.5;
+  auto out = torch::where(flip.view({n, 1, 1, 1}), images.flip({3}), images);
+  if (max_shift <= 0) return out;
+  const int64_t h = images.size(2), w = images.size(3);
+  auto padded = torch::constant_pad_nd(out, {max_shift, max_shift, max_shift, max_shift}, 0);
+  auto dx = torch::randint(0, 2 * max_shift + 1, {n});
+  auto dy = torch::randint(0, 2 * max_shift + 1, {n});
+  std::vector<torch::Tensor> crops;
+  crops.reserve(n);
+  auto dx_a = dx.accessor<int64_t, 1>();
+  auto dy_a = dy.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < n; ++i) {
+    crops.push_back(padded[i].slice(1, dy_a[i], dy_a[i] + h).slice(2, dx_a[i], dx_a[i] + w));
+  }
+  return torch::stack(crops);
+}
+
+}  // namespace edgefm::models

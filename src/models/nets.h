@@ -1,0 +1,59 @@
+#pragma once
+// Internal to the torch side (models/, customize/distill): the networks themselves.
+// Everything else goes through models/encoder.h.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "models/encoder.h"
+
+namespace edgefm::models {
+
+// Every network is a Sequential from images (n x C x H x W in [0,1]) to unnormalised
+// embeddings; walking its children gives parameter and multiply-add counts for free.
+struct Net {
+  std::string arch;
+  mutable torch::nn::Sequential body;  // eval-mode forward does not change the module
+  ImageShape input;
+  int embedding_dim = 0;
+};
+
+Net make_fm_net(int embedding_dim, int width);
+Net make_edge_net(const std::string& arch, int embedding_dim);
+
+int64_t count_parameters(const torch::nn::Module& module);
+int64_t count_multiply_adds(const Net& net);
+
+// L2-normalised embeddings of a batch.
+torch::Tensor embed_tensor(const Net& net, const torch::Tensor& images);
+
+// An ImageEncoder over a Net (inference: eval mode, no grad).
+class TorchEncoder final : public ImageEncoder {
+ public:
+  explicit TorchEncoder(Net net);
+  std::string arch() const override { return net_.arch; }
+  int embedding_dim() const override { return net_.embedding_dim; }
+  ImageShape input_shape() const override { return net_.input; }
+  int64_t parameter_count() const override { return parameters_; }
+  int64_t multiply_adds() const override { return multiply_adds_; }
+  void embed(const float* images, int64_t n, float* out) const override;
+  const Net& net() const { return net_; }
+
+ private:
+  Net net_;
+  int64_t parameters_;
+  int64_t multiply_adds_;
+};
+
+// Module weights into / out of an archive under `key`, checking that every parameter and
+// buffer is present with the right shape (a clear Error otherwise).
+void write_net(torch::serialize::OutputArchive& archive, const std::string& key, const Net& net);
+void read_net(torch::serialize::InputArchive& archive, const std::string& key, Net& net,
+              const std::string& context);
+
+// Light augmentation used by FM training and distillation: random horizontal flip and a
+// random shift of up to `max_shift` pixels (zero padded).
+torch::Tensor augment(const torch::Tensor& images, int max_shift);
+
+}  // namespace edgefm::models

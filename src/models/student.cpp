@@ -1,0 +1,69 @@
+#include "models/student.h"
+
+#include "common/error.h"
+#include "models/nets.h"
+#include "models/student_io.h"
+
+namespace edgefm::models {
+
+void save_student(const std::filesystem::path& path, const Net& net, const TextPool& pool,
+                  json meta) {
+  meta["arch"] = net.arch;
+  meta["embedding_dim"] = net.embedding_dim;
+  if (!meta.contains("version")) meta["version"] = 1;
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kStudentFormat)));
+  archive.write("format_version", c10::IValue(int64_t{kStudentFormatVersion}));
+  archive.write("meta", c10::IValue(meta.dump()));
+  archive.write("pool", c10::IValue(pool.to_json().dump()));
+  write_net(archive, "weights", net);
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  auto temporary = path;
+  temporary += ".tmp";
+  archive.save_to(temporary.string());
+  std::filesystem::rename(temporary, path);
+}
+
+Student load_student(const std::filesystem::path& path) {
+  const std::string context = "student artifact '" + path.string() + "'";
+  if (!std::filesystem::is_regular_file(path)) throw Error(context + ": no such file");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path.string());
+  } catch (const c10::Error& e) {
+    throw Error(context + ": expected a torch archive written by `edgefm customize`, could not "
+                "read it (" + std::string(e.what_without_backtrace()).substr(0, 160) + ")");
+  }
+  c10::IValue format, version, meta_text, pool_text;
+  if (!archive.try_read("format", format) || !format.isString() ||
+      format.toStringRef() != kStudentFormat) {
+    fail_expected(context, std::string("format ") + kStudentFormat,
+                  format.isString() ? format.toStringRef() : "no format entry");
+  }
+  if (!archive.try_read("format_version", version) || !version.isInt() ||
+      version.toInt() != kStudentFormatVersion) {
+    fail_expected(context, "format version " + std::to_string(kStudentFormatVersion),
+                  version.isInt() ? std::to_string(version.toInt()) : "none");
+  }
+  if (!archive.try_read("meta", meta_text) || !archive.try_read("pool", pool_text)) {
+    throw Error(context + ": missing meta or pool entry");
+  }
+  Student student;
+  try {
+    student.meta = json::parse(meta_text.toStringRef());
+  } catch (const json::exception& e) {
+    throw Error(context + ": meta is not valid JSON");
+  }
+  student.pool = TextPool::from_json(json::parse(pool_text.toStringRef()), context + " pool");
+  auto arch = json_field<std::string>(student.meta, "arch", context);
+  int dim = json_field<int>(student.meta, "embedding_dim", context);
+  if (dim != student.pool.dim()) {
+    fail_expected(context, "a pool of dim " + std::to_string(dim), std::to_string(student.pool.dim()));
+  }
+  Net net = make_edge_net(arch, dim);
+  read_net(archive, "weights", net, context);
+  student.encoder = std::make_shared<TorchEncoder>(std::move(net));
+  return student;
+}
+
+}  // namespace edgefm::models
