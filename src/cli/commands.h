@@ -10,5 +10,6 @@ void add_models_command(CLI::App& app);     // models
 void add_customize_command(CLI::App& app);  // customize
 void add_eval_command(CLI::App& app);       // eval
 void add_link_command(CLI::App& app);       // link (trace-driven link emulator)
+void add_serve_command(CLI::App& app);      // serve (cloud service, Open Inference Protocol)
 
 }  // namespace edgefm::cli

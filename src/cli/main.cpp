@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "edgefm 0.1.0");
   edgefm::cli::add_fm_command(app);
   edgefm::cli::add_link_command(app);
+  edgefm::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

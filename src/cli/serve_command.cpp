@@ -1,0 +1,151 @@
+// edgefm serve: the cloud service, the FM behind the Open Inference Protocol.
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cloud/server.h"
+#include "common/error.h"
+#include "common/json_io.h"
+#include "common/threads.h"
+
+namespace edgefm::cli {
+namespace {
+
+struct ServeCommandOptions {
+  FmOptions fm;
+  cloud::ServerOptions server = cloud::server_default_options();
+  double max_request_mb = 16;
+  std::string port_file;
+  std::string json_path;
+};
+
+volatile std::sig_atomic_t g_serve_stop_signal = 0;
+
+void on_serve_stop_signal(int signal) { g_serve_stop_signal = signal; }
+
+void run_serve(ServeCommandOptions& o) {
+  if (!(o.max_request_mb > 0)) {
+    fail_expected("--max-request-mb", "a positive size", std::to_string(o.max_request_mb));
+  }
+  o.server.max_request_bytes = static_cast<size_t>(o.max_request_mb * 1024 * 1024);
+
+  g_serve_stop_signal = 0;
+  struct sigaction action{}, old_int{}, old_term{};
+  action.sa_handler = on_serve_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+
+  models::FoundationModel fm = o.fm.load();
+  const auto started = std::chrono::steady_clock::now();
+  cloud::CloudServer server(fm, o.server);
+  if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(server.port()) + "\n");
+  const auto shape = fm.image->input_shape();
+  std::fprintf(stderr,
+               "[serve] listening on %s: models '%s' (%s, %dx%dx%d -> %d, %zu classes) and '%s'; "
+               "max batch %d, max queue delay %lld us, %d threads, device %s, auth %s\n",
+               server.url().c_str(), o.server.image_model.c_str(), fm.version.c_str(),
+               shape.channels, shape.height, shape.width, fm.image->embedding_dim(),
+               fm.pool.size(), o.server.text_model.c_str(), o.server.max_batch,
+               static_cast<long long>(o.server.max_queue_delay_us), o.server.threads,
+               o.server.device.c_str(), o.server.token.empty() ? "off" : "bearer token");
+  std::fflush(stderr);
+
+  while (g_serve_stop_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::fprintf(stderr, "[serve] signal %d: finishing requests in flight\n",
+               static_cast<int>(g_serve_stop_signal));
+  std::fflush(stderr);
+  server.stop();
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+
+  const auto stats = server.batcher_stats();
+  const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::fprintf(stderr,
+               "[serve] stopped after %.1f s: %lld image requests, %lld images in %lld batches "
+               "(mean %.2f, max %lld), mean queue wait %.0f us\n",
+               uptime, static_cast<long long>(stats.requests), static_cast<long long>(stats.rows),
+               static_cast<long long>(stats.batches), stats.mean_batch_rows(),
+               static_cast<long long>(stats.max_batch_rows), stats.mean_queue_us());
+  if (!o.json_path.empty()) {
+    write_json_file(o.json_path, {{"url", server.url()},
+                                  {"fm_version", fm.version},
+                                  {"device", o.server.device},
+                                  {"max_batch", o.server.max_batch},
+                                  {"max_queue_delay_us", o.server.max_queue_delay_us},
+                                  {"uptime_s", uptime},
+                                  {"image_requests", stats.requests},
+                                  {"images", stats.rows},
+                                  {"batches", stats.batches},
+                                  {"mean_batch_rows", stats.mean_batch_rows()},
+                                  {"max_batch_rows", stats.max_batch_rows},
+                                  {"batches_by_rows", stats.batches_by_rows},
+                                  {"mean_queue_us", stats.mean_queue_us()},
+                                  {"max_queue_us", stats.queue_us_max}});
+  }
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto options = std::make_shared<ServeCommandOptions>();
+  options->server.port = 8000;
+  options->server.threads = std::max(64, 4 * hardware_threads());
+  auto& s = options->server;
+  CLI::App* command = app.add_subcommand(
+      "serve",
+      "Serve the FM over HTTP with the Open Inference Protocol (KServe v2; Triton's\n"
+      "binary_tensor_data extension): model 'fm' maps images to embedding, nearest class and\n"
+      "margin, model 'text' maps class names or prompts to embeddings and lists the classes.\n"
+      "Concurrent image requests are batched dynamically. Runs until SIGINT/SIGTERM, then\n"
+      "finishes the requests in flight. Endpoints, tensors and metrics: docs/cloud.md.");
+  add_fm_options(*command, options->fm);
+  command->add_option("--host", s.host, "address to listen on (0.0.0.0: every interface)")
+      ->capture_default_str();
+  command->add_option("--port", s.port, "TCP port; 0 picks a free one (see --port-file)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  command->add_option("--token", s.token,
+                      "require 'Authorization: Bearer <token>' on every /v2 endpoint but health "
+                      "(default: no authentication)");
+  command->add_option("--max-batch", s.max_batch,
+                      "most images per FM call when batching requests together; 1 turns "
+                      "batching off")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command->add_option("--max-queue-delay-us", s.max_queue_delay_us,
+                      "longest time a request waits for others to batch with, in microseconds")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--max-request-mb", options->max_request_mb,
+                      "largest request body accepted, in MiB; larger ones are answered 413")
+      ->capture_default_str();
+  command->add_option("--threads", s.threads,
+                      "HTTP worker threads: the number of client connections served at once "
+                      "(default: max(64, 4 x cores))")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command->add_option("--batch-workers", s.batch_workers,
+                      "threads calling the FM with batches (1 keeps one batch in the model at a "
+                      "time)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command->add_option("--device", s.device,
+                      "where the FM runs: cpu, or cuda when the linked LibTorch has CUDA")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  command->add_option("--port-file", options->port_file,
+                      "write the listening port to this file once listening (for scripts "
+                      "using --port 0)");
+  command->add_option("--json", options->json_path,
+                      "on exit, write batching totals (image_requests, images, batches, "
+                      "mean_batch_rows, mean_queue_us, ...) to this JSON file");
+  command->callback([options] { run_serve(*options); });
+}
+
+}  // namespace edgefm::cli
