@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/json_io.h"
 #include "common/threads.h"
+#include "models/edge.h"
 
 namespace edgefm::cli {
 namespace {
@@ -41,6 +42,7 @@ void run_serve(ServeCommandOptions& o) {
   sigaction(SIGINT, &action, &old_int);
   sigaction(SIGTERM, &action, &old_term);
 
+  models::configure_torch_threads();
   models::FoundationModel fm = o.fm.load();
   const auto started = std::chrono::steady_clock::now();
   cloud::CloudServer server(fm, o.server);
