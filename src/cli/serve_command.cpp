@@ -1,4 +1,5 @@
 // edgefm serve: the cloud service, the FM behind the Open Inference Protocol.
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>

@@ -506,6 +506,12 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options)
   const int threads = o.threads;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.http.set_tcp_nodelay(true);
+  // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
+  // and silently take half the connections; SO_REUSEADDR alone still allows a quick restart.
+  s.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.http.set_keep_alive_max_count(1000000);
   s.http.set_keep_alive_timeout(o.keep_alive_timeout_s);
   s.http.set_payload_max_length(o.max_request_bytes);

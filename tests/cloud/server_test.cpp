@@ -135,6 +135,20 @@ TEST(CloudServer, ModelReadyAndVersions) {
   EXPECT_EQ(error_message(res), "model 'fm' has no version '2'; it has version 1");
 }
 
+TEST(CloudServer, RefusesABusyPortAndABadModel) {
+  TestServer first;
+  auto options = testing::test_options();
+  options.port = first.server->port();
+  EXPECT_THROW(TestServer{options}, Error);
+
+  auto fm = make_linear_foundation_model(testing::model_options(), kClasses);
+  fm.pool = models::TextPool(16);
+  EXPECT_THROW(CloudServer(fm, testing::test_options()), Error);
+  fm.image = nullptr;
+  EXPECT_THROW(CloudServer(fm, testing::test_options()), Error);
+  expect_serving(*first.raw());
+}
+
 // ---- errors -----------------------------------------------------------------------------
 
 TEST(CloudServer, UnknownModelIs404Everywhere) {
