@@ -417,9 +417,11 @@ int64_t shape_element_count(const std::vector<int64_t>& shape, const std::string
       fail(tensor_context(tensor_name) + " shape " + shape_string(shape),
            "non-negative dimensions", std::to_string(dim));
     }
-    if (dim > 0 && count > std::numeric_limits<int64_t>::max() / dim) {
+    // Far above any body the server accepts, and safe from overflow in byte counts.
+    constexpr int64_t kMaxElements = int64_t{1} << 40;
+    if (dim > 0 && count > kMaxElements / dim) {
       fail(tensor_context(tensor_name) + " shape " + shape_string(shape),
-           "an element count that fits in 64 bits", "an overflow");
+           "at most 2^40 elements", "more");
     }
     count *= dim;
   }

@@ -153,6 +153,9 @@ TEST(Oip, ShapeAndDataDisagree) {
             "tensor 'x': expected 4 elements for shape [2,2], got 3 in 'data'");
   EXPECT_EQ(error_of(R"({"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]})"),
             "tensor 'x' shape [-1]: expected non-negative dimensions, got -1");
+  EXPECT_EQ(error_of(R"({"inputs":[{"name":"x","shape":[1048576,1048576,2],"datatype":"FP32",)"
+                     R"("data":[]}]})"),
+            "tensor 'x' shape [1048576,1048576,2]: expected at most 2^40 elements, got more");
 }
 
 TEST(Oip, ElementTypesAreChecked) {
