@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "route/similarity.h"
+#include "customize/job.h"
 
 namespace edgefm::cli {
 
@@ -40,44 +40,11 @@ void add_fm_options(CLI::App& command, FmOptions& options) {
                      "Embedding-pool JSON for --fm-torchscript (format edgefm-pool)");
 }
 
-Embedded embed_dataset(const models::ImageEncoder& encoder, const models::TextPool& pool,
-                       const data::Dataset& dataset) {
-  if (encoder.embedding_dim() != pool.dim()) {
-    fail_expected("encoder '" + encoder.arch() + "' and its pool",
-                  "equal embedding dimensions", std::to_string(encoder.embedding_dim()) + " vs " +
-                                                    std::to_string(pool.dim()));
-  }
-  Embedded out;
-  out.dim = encoder.embedding_dim();
-  out.classes = static_cast<int>(pool.size());
-  auto images = dataset.to_float();
-  out.embeddings = models::embed_all(encoder, images.data(), static_cast<int64_t>(dataset.size()));
-  out.similarities.resize(dataset.size() * pool.size());
-  route::cosine_similarities(out.embeddings.data(), dataset.size(), pool.data(), out.classes,
-                             out.dim, out.similarities.data());
-  out.predictions.resize(dataset.size());
-  for (size_t i = 0; i < dataset.size(); ++i) {
-    const float* s = out.similarities.data() + i * pool.size();
-    out.predictions[i] = static_cast<int>(std::max_element(s, s + pool.size()) - s);
-  }
-  return out;
-}
-
-std::vector<int> pool_to_label(const models::TextPool& pool, const data::Dataset& dataset) {
-  std::vector<int> map(pool.size(), -1);
-  for (size_t c = 0; c < pool.size(); ++c) {
-    for (size_t l = 0; l < dataset.class_names.size(); ++l) {
-      if (dataset.class_names[l] == pool.name(c)) map[c] = static_cast<int>(l);
-    }
-  }
-  return map;
-}
-
 double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
                           const data::Dataset& dataset) {
   if (dataset.size() == 0) return 0;
-  auto embedded = embed_dataset(encoder, pool, dataset);
-  auto map = pool_to_label(pool, dataset);
+  auto embedded = customize::embed_dataset(encoder, pool, dataset);
+  auto map = customize::pool_to_label(pool, dataset);
   size_t correct = 0;
   for (size_t i = 0; i < dataset.size(); ++i) {
     correct += map[static_cast<size_t>(embedded.predictions[i])] == dataset.labels[i];

@@ -28,21 +28,6 @@ struct FmOptions {
 };
 void add_fm_options(CLI::App& command, FmOptions& options);
 
-// Embeddings of every image of the data set and the nearest pool class of each.
-struct Embedded {
-  std::vector<float> embeddings;  // n x dim
-  std::vector<float> similarities;  // n x pool.size()
-  std::vector<int> predictions;   // index into the pool
-  int dim = 0;
-  int classes = 0;
-};
-Embedded embed_dataset(const models::ImageEncoder& encoder, const models::TextPool& pool,
-                       const data::Dataset& dataset);
-
-// Maps pool indices to data-set label indices by class name (-1 when the data set has no
-// such class).
-std::vector<int> pool_to_label(const models::TextPool& pool, const data::Dataset& dataset);
-
 // Fraction of images whose nearest pool class is their label.
 double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
                           const data::Dataset& dataset);

@@ -192,28 +192,12 @@ void read_net(torch::serialize::InputArchive& archive, const std::string& key, N
               const std::string& context) {
   torch::serialize::InputArchive nested;
   if (!archive.try_read(key, nested)) throw Error(context + ": no '" + key + "' weights");
-  torch::NoGradGuard no_grad;
-  for (auto& item : net.body->named_parameters(true)) {
-    torch::Tensor stored;
-    if (!nested.try_read(item.key(), stored)) {
-      throw Error(context + ": missing weight '" + item.key() + "'");
-    }
-    if (stored.sizes() != item.value().sizes()) {
-      fail_expected(context + " weight '" + item.key() + "'",
-                    "shape " + c10::str(item.value().sizes()), c10::str(stored.sizes()));
-    }
-    item.value().copy_(stored);
-  }
-  for (auto& item : net.body->named_buffers(true)) {
-    torch::Tensor stored;
-    if (!nested.try_read(item.key(), stored, /*is_buffer=*/true)) {
-      throw Error(context + ": missing buffer '" + item.key() + "'");
-    }
-    if (stored.sizes() != item.value().sizes()) {
-      fail_expected(context + " buffer '" + item.key() + "'",
-                    "shape " + c10::str(item.value().sizes()), c10::str(stored.sizes()));
-    }
-    item.value().copy_(stored);
+  try {
+    net.body->load(nested);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw Error(context + ": the weights do not fit architecture '" + net.arch +
+                "' (" + what.substr(0, what.find('\n')).substr(0, 300) + ")");
   }
 }
 

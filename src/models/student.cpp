@@ -6,8 +6,13 @@
 
 namespace edgefm::models {
 
-void save_student(const std::filesystem::path& path, const Net& net, const TextPool& pool,
-                  json meta) {
+void save_student(const std::filesystem::path& path, const ImageEncoder& encoder,
+                  const TextPool& pool, json meta) {
+  auto* torch_encoder = dynamic_cast<const TorchEncoder*>(&encoder);
+  if (torch_encoder == nullptr) {
+    throw Error("saving a student: '" + encoder.arch() + "' is not one of the edge architectures");
+  }
+  const Net& net = torch_encoder->net();
   meta["arch"] = net.arch;
   meta["embedding_dim"] = net.embedding_dim;
   if (!meta.contains("version")) meta["version"] = 1;
@@ -64,6 +69,18 @@ Student load_student(const std::filesystem::path& path) {
   read_net(archive, "weights", net, context);
   student.encoder = std::make_shared<TorchEncoder>(std::move(net));
   return student;
+}
+
+}  // namespace edgefm::models
+
+namespace edgefm::models {
+
+Net clone_student_net(const Student& student) {
+  auto* encoder = dynamic_cast<const TorchEncoder*>(student.encoder.get());
+  if (encoder == nullptr) throw Error("warm start: the student is not a torch edge model");
+  Net copy = encoder->net();
+  copy.body = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(encoder->net().body->clone());
+  return copy;
 }
 
 }  // namespace edgefm::models

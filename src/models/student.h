@@ -24,6 +24,12 @@ struct Student {
 // or when its weights do not fit its architecture.
 Student load_student(const std::filesystem::path& path);
 
+// Writes the artifact atomically. The encoder must be one of this project's edge models
+// (from make_edge_model, load_student or customize::distill); throws Error otherwise.
+// Sets meta "arch", "embedding_dim" and, when absent, "version".
+void save_student(const std::filesystem::path& path, const ImageEncoder& encoder,
+                  const TextPool& pool, json meta);
+
 constexpr const char* kStudentFormat = "edgefm-student";
 constexpr int kStudentFormatVersion = 1;
 

@@ -7,8 +7,12 @@
 
 namespace edgefm::models {
 
-// Writes atomically; sets meta "arch", "embedding_dim" and (when absent) "version".
-void save_student(const std::filesystem::path& path, const Net& net, const TextPool& pool,
-                  json meta);
+}  // namespace edgefm::models
+
+namespace edgefm::models {
+
+// A trainable copy of a loaded student's network (for warm starts). Throws Error when the
+// student was not built by this project's torch code.
+Net clone_student_net(const Student& student);
 
 }  // namespace edgefm::models

@@ -1,0 +1,66 @@
+// edgefm models: the edge model pool with its measured cost on this machine.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "common/json_io.h"
+#include "common/table.h"
+#include "models/edge.h"
+
+namespace edgefm::cli {
+namespace {
+
+struct ModelsOptions {
+  FmOptions fm;
+  int repetitions = 200;
+  int dim = 128;
+  std::string json_path;
+};
+
+void run_models(const ModelsOptions& o) {
+  models::configure_torch_threads();
+  Table table({"model", "params", "MACs", "b1 median ms", "b1 p99 ms", "b64 ms", "img/s (b64)", "about"});
+  json rows = json::array();
+  auto add = [&](const models::ImageEncoder& encoder, const std::string& about) {
+    auto b1 = models::measure_latency(encoder, 1, o.repetitions);
+    auto b64 = models::measure_latency(encoder, 64, std::max(5, o.repetitions / 20), 3);
+    table.add_row({encoder.arch(), std::to_string(encoder.parameter_count()),
+                   std::to_string(encoder.multiply_adds()), fmt_num(b1.median_ms, 3),
+                   fmt_num(b1.p99_ms, 3), fmt_num(b64.median_ms, 2),
+                   fmt_num(64000.0 / b64.median_ms, 0), about});
+    rows.push_back({{"arch", encoder.arch()},
+                    {"params", encoder.parameter_count()},
+                    {"multiply_adds", encoder.multiply_adds()},
+                    {"latency_ms_b1", b1.median_ms},
+                    {"latency_ms_b1_p99", b1.p99_ms},
+                    {"latency_ms_b64", b64.median_ms},
+                    {"description", about}});
+  };
+  for (const auto& spec : models::edge_architectures()) {
+    add(*models::make_edge_model(spec.name, o.dim), spec.description);
+  }
+  if (!o.fm.torchscript.empty() || std::filesystem::exists(o.fm.path)) {
+    auto fm = o.fm.load();
+    add(*fm.image, "the FM's image encoder (" + fm.version + ")");
+  }
+  table.print(std::cout);
+  if (!o.json_path.empty()) write_json_file(o.json_path, {{"models", rows}});
+}
+
+}  // namespace
+
+void add_models_command(CLI::App& app) {
+  auto o = std::make_shared<ModelsOptions>();
+  auto* c = app.add_subcommand(
+      "models", "List the edge model pool (and the FM when its file exists) with parameters,\n"
+                "multiply-adds and batch-1 / batch-64 forward latency measured on this machine");
+  add_fm_options(*c, o->fm);
+  c->add_option("--repetitions", o->repetitions, "Timed batch-1 forwards per model")->capture_default_str();
+  c->add_option("--dim", o->dim, "Embedding dimension of the edge models")->capture_default_str();
+  c->add_option("--json", o->json_path, "Write the table as JSON");
+  c->callback([o] { run_models(*o); });
+}
+
+}  // namespace edgefm::cli

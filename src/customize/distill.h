@@ -1,0 +1,64 @@
+#pragma once
+// Semantic distillation: the student learns to produce the FM's embedding (MSE) and to be
+// classified correctly against the text pool (InfoNCE with temperature tau), on unlabeled
+// samples pseudo-labelled by the FM's nearest pool vector. No torch in this header.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/json_io.h"
+#include "models/encoder.h"
+#include <memory>
+#include "models/text_pool.h"
+
+namespace edgefm::customize {
+
+struct DistillParams {
+  std::string arch = "tiny-cnn";
+  int epochs = 15;
+  int batch_size = 128;
+  double learning_rate = 3e-3;
+  double weight_decay = 1e-4;
+  double lambda = 1.0;        // weight of the InfoNCE term
+  double temperature = 0.07;  // tau of the InfoNCE term
+  int max_shift = 2;          // augmentation of the student's input (shift + flip)
+  uint64_t seed = 1;
+  std::string warm_start;     // a previous student artifact of the same architecture
+};
+DistillParams distill_default_params();
+
+// Unlabeled samples as the cloud has them after upload: images and the FM's embeddings.
+struct DistillSet {
+  std::vector<float> images;          // n x C x H x W in [0, 1]
+  std::vector<float> fm_embeddings;   // n x D, L2-normalised
+  std::vector<int> pseudo_labels;     // index into the pool (nearest pool vector)
+  size_t size() const { return pseudo_labels.size(); }
+};
+
+// Pseudo-labels: index of the nearest pool vector of each FM embedding.
+std::vector<int> pseudo_label(const std::vector<float>& fm_embeddings,
+                              const models::TextPool& pool);
+
+struct DistillResult {
+  std::shared_ptr<const models::ImageEncoder> student;  // save with models::save_student
+  json summary;  // the training settings and final losses, for the artifact's meta
+  double seconds = 0;
+  double final_loss = 0;
+  double final_mse = 0;
+  double final_info_nce = 0;
+  int64_t parameters = 0;
+};
+
+// Trains the student (reports progress on stderr).
+DistillResult distill(const DistillSet& set, const models::TextPool& pool,
+                      const DistillParams& params);
+
+// The two terms of the loss, exactly as training computes them (exposed for tests):
+// MSE = mean over the batch of ||student - fm||^2; InfoNCE = mean cross-entropy of
+// (student . pool^T / tau) against the pseudo-labels.
+double mse_loss(const float* student, const float* fm, size_t n, int d);
+double info_nce_loss(const float* student, size_t n, int d, const float* pool, int k,
+                     const int* labels, double temperature);
+
+}  // namespace edgefm::customize
