@@ -1,5 +1,6 @@
 #include "cloud/client.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <thread>
@@ -85,8 +86,9 @@ struct OipClient::Impl {
       const auto attempt_start = Clock::now();
       stats.attempts = attempt + 1;
       httplib::Result result =
-          method == "GET" ? http.Get(path.c_str(), headers)
-                          : http.Post(path.c_str(), headers, body, content_type.c_str());
+          method == "GET"      ? http.Get(path.c_str(), headers)
+          : method == "DELETE" ? http.Delete(path.c_str(), headers, body, content_type.c_str())
+                               : http.Post(path.c_str(), headers, body, content_type.c_str());
       stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (result) return result;
       const auto error = result.error();
@@ -191,6 +193,27 @@ InferResponse OipClient::infer(const std::string& model, const InferRequest& req
     json_size = parse_header_content_length(res->get_header_value(kHeaderContentLength));
   }
   return decode_response(res->body, json_size);
+}
+
+OipClient::RawAnswer OipClient::call_raw(
+    const std::string& method, const std::string& path, const std::string& body,
+    const std::string& content_type, const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (method != "GET" && method != "POST" && method != "DELETE") {
+    fail_expected("OIP client call", "method GET, POST or DELETE", "'" + method + "'");
+  }
+  RawAnswer answer;
+  httplib::Headers sent(headers.begin(), headers.end());
+  answer.call.bytes_sent = static_cast<int64_t>(body.size());
+  auto res = impl_->call(method, path, sent, body, content_type, answer.call);
+  answer.status = res->status;
+  answer.body = std::move(res->body);
+  answer.call.bytes_received = static_cast<int64_t>(answer.body.size());
+  for (const auto& [name, value] : res->headers) {
+    std::string lower = name;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    answer.headers.emplace(std::move(lower), value);
+  }
+  return answer;
 }
 
 ImageInference OipClient::infer_image_tensor(Tensor images, int64_t n) {

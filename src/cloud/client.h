@@ -7,8 +7,10 @@
 // One request at a time per client (calls from several threads are serialised); use one
 // client per thread for concurrent requests.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cloud/oip.h"
@@ -117,6 +119,19 @@ class OipClient {
   // Any inference on any model; `call` receives byte counts and timing.
   InferResponse infer(const std::string& model, const InferRequest& request,
                       CallStats* call = nullptr);
+
+  // Any HTTP call (GET, POST or DELETE) on this client's connection with its auth, timeouts
+  // and retries, for endpoints beyond the protocol (e.g. the customization service). Returns
+  // the answer whatever its status; throws RequestError(0, ...) when none came.
+  struct RawAnswer {
+    int status = 0;
+    std::string body;
+    std::map<std::string, std::string> headers;  // names lower-cased
+    CallStats call;
+  };
+  RawAnswer call_raw(const std::string& method, const std::string& path,
+                     const std::string& body = "", const std::string& content_type = "",
+                     const std::vector<std::pair<std::string, std::string>>& headers = {});
 
  private:
   ImageInference infer_image_tensor(Tensor images, int64_t n);

@@ -1,6 +1,7 @@
 #include "cloud/server.h"
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <mutex>
@@ -71,6 +72,7 @@ ServerOptions server_default_options() { return ServerOptions{}; }
 struct CloudServer::Impl {
   models::FoundationModel fm;
   ServerOptions options;
+  std::vector<ServerExtension> extensions;
   ServerMetrics metrics;
   std::unique_ptr<DynamicBatcher> batcher;
   httplib::Server http;
@@ -106,6 +108,8 @@ struct CloudServer::Impl {
       body();
     } catch (const HttpFailure& failure) {
       reply_error(res, failure.status, failure.message);
+    } catch (const HttpError& e) {
+      reply_error(res, e.status(), e.what());
     } catch (const ProtocolError& e) {
       reply_error(res, 400, e.what());
     } catch (const std::exception& e) {
@@ -128,9 +132,9 @@ struct CloudServer::Impl {
   // ---- metadata ---------------------------------------------------------------------
 
   json server_metadata() const {
-    return {{"name", kServerName},
-            {"version", kServerVersion},
-            {"extensions", json::array({"binary_tensor_data"})}};
+    json names = json::array({"binary_tensor_data"});
+    for (const auto& extension : extensions) names.push_back(extension.name);
+    return {{"name", kServerName}, {"version", kServerVersion}, {"extensions", names}};
   }
 
   json model_metadata(const std::string& name) const {
@@ -398,7 +402,44 @@ struct CloudServer::Impl {
 
   // ---- routes -----------------------------------------------------------------------
 
+  void install_extension_route(const Route& route) {
+    auto handler = [this, route](const httplib::Request& req, httplib::Response& res) {
+      guarded(req, res, [&] {
+        HttpRequest request;
+        request.method = req.method;
+        request.path = req.path;
+        for (size_t i = 1; i < req.matches.size(); ++i) request.matches.push_back(req.matches[i]);
+        request.body = req.body;
+        for (const auto& [name, value] : req.headers) {
+          std::string lower = name;
+          for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          request.headers.emplace(std::move(lower), value);
+        }
+        HttpResponse response;
+        route.handler(request, response);
+        res.status = response.status;
+        for (const auto& [name, value] : response.headers) res.set_header(name, value);
+        res.set_content(std::move(response.body), response.content_type);
+      });
+    };
+    if (route.method == "GET") {
+      http.Get(route.pattern, handler);
+    } else if (route.method == "POST") {
+      http.Post(route.pattern, handler);
+    } else if (route.method == "PUT") {
+      http.Put(route.pattern, handler);
+    } else if (route.method == "DELETE") {
+      http.Delete(route.pattern, handler);
+    } else {
+      fail_expected("extension route " + route.pattern, "method GET, POST, PUT or DELETE",
+                    "'" + route.method + "'");
+    }
+  }
+
   void install_routes() {
+    for (const auto& extension : extensions) {
+      for (const auto& route : extension.routes) install_extension_route(route);
+    }
     http.Get(R"(/v2/?)", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(req, res, [&] { reply_json(res, 200, server_metadata()); });
     });
@@ -470,9 +511,19 @@ struct CloudServer::Impl {
   }
 };
 
-CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options)
+std::optional<std::string> HttpRequest::header(const std::string& name) const {
+  std::string lower = name;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto it = headers.find(lower);
+  if (it == headers.end()) return std::nullopt;
+  return it->second;
+}
+
+CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
+                         std::vector<ServerExtension> extensions)
     : impl_(std::make_unique<Impl>(std::move(fm), std::move(options))) {
   auto& s = *impl_;
+  s.extensions = std::move(extensions);
   const auto& o = s.options;
   if (!s.fm.image) throw Error("cloud server: the FM has no image encoder");
   if (s.fm.pool.empty()) throw Error("cloud server: the FM's class pool is empty");

@@ -3,10 +3,16 @@
 // dynamic batching of image inference, bearer-token auth, a request-size limit and
 // Prometheus metrics. Endpoints, tensors and error codes: docs/cloud.md.
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "cloud/batcher.h"
+#include "common/error.h"
 #include "models/foundation.h"
 
 namespace edgefm::cloud {
@@ -27,12 +33,54 @@ struct ServerOptions {
 };
 ServerOptions server_default_options();
 
+// ---- extensions: more endpoints beside the OIP ones (e.g. the customization service) ------
+// They get the same bearer-token check, request-size limit and {"error": ...} answers.
+
+// An answer other than success from an extension route, sent as {"error": what()}.
+class HttpError : public Error {
+ public:
+  HttpError(int status, const std::string& message) : Error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+struct HttpRequest {
+  std::string method;
+  std::string path;
+  std::vector<std::string> matches;  // the route pattern's capture groups, in order
+  std::string_view body;             // valid while the handler runs
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::optional<std::string> header(const std::string& name) const;  // any case
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::map<std::string, std::string> headers;
+};
+
+// A handler throws HttpError for a chosen status; any other exception is answered 500.
+struct Route {
+  std::string method;   // GET, POST, PUT or DELETE
+  std::string pattern;  // ECMAScript regex matched against the whole path
+  std::function<void(const HttpRequest&, HttpResponse&)> handler;
+};
+
+struct ServerExtension {
+  std::string name;  // listed in GET /v2 "extensions"
+  std::vector<Route> routes;
+};
+
 class CloudServer {
  public:
   // Binds host:port and starts serving on background threads before returning. Throws
   // Error when the FM has no image encoder or an empty pool, on bad options, or when the
-  // address cannot be bound.
-  CloudServer(models::FoundationModel fm, ServerOptions options);
+  // address cannot be bound. `extensions` add routes (their handlers must outlive stop()).
+  CloudServer(models::FoundationModel fm, ServerOptions options,
+              std::vector<ServerExtension> extensions = {});
   ~CloudServer();  // stop()
   CloudServer(const CloudServer&) = delete;
   CloudServer& operator=(const CloudServer&) = delete;

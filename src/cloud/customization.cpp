@@ -1,0 +1,690 @@
+#include "cloud/customization.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <set>
+
+#include "cloud/oip.h"
+#include "common/checksum.h"
+
+namespace edgefm::cloud {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double now_unix() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string random_job_id() {
+  static std::mutex mutex;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard lock(mutex);
+  static const char* digits = "0123456789abcdef";
+  std::string id = "job-";
+  uint64_t bits = rng();
+  for (int i = 0; i < 16; ++i) id += digits[(bits >> (4 * i)) & 15];
+  return id;
+}
+
+[[noreturn]] void fail_io(const std::string& what, const fs::path& path) {
+  throw Error(what + " '" + path.string() + "': " + std::strerror(errno));
+}
+
+// Writes `bytes` to `path` so that it is on disk when this returns: a temporary file,
+// fsync, rename. The folder's entry is made durable by fsync_dir.
+void write_durable(const fs::path& path, std::string_view bytes) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail_io("cannot create", tmp);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      fail_io("cannot write", tmp);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    fail_io("cannot sync", tmp);
+  }
+  ::close(fd);
+  fs::rename(tmp, path);
+}
+
+void fsync_dir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail_io("cannot open folder", dir);
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read '" + path.string() + "'");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+JobState parse_job_state(const std::string& name) {
+  for (JobState s : {JobState::queued, JobState::running, JobState::done, JobState::failed,
+                     JobState::cancelled}) {
+    if (name == job_state_name(s)) return s;
+  }
+  fail_expected("job state", "queued, running, done, failed or cancelled", "'" + name + "'");
+}
+
+bool terminal(JobState state) {
+  return state == JobState::done || state == JobState::failed || state == JobState::cancelled;
+}
+
+// "v12.json" -> 12; -1 for anything else.
+int artifact_version_of(const fs::path& file) {
+  static const std::regex pattern(R"(v([0-9]{1,9})\.json)");
+  std::smatch match;
+  const std::string name = file.filename().string();
+  if (!std::regex_match(name, match, pattern)) return -1;
+  return std::stoi(match[1]);
+}
+
+int parse_version(const std::string& text) {
+  static const std::regex pattern(R"([1-9][0-9]{0,8})");
+  if (!std::regex_match(text, pattern)) {
+    throw HttpError(400, "artifact version: expected a positive integer or 'latest', got '" +
+                             text + "'");
+  }
+  return std::stoi(text);
+}
+
+void reply(HttpResponse& res, int status, const json& body) {
+  res.status = status;
+  res.body = body.dump();
+  res.content_type = "application/json";
+}
+
+}  // namespace
+
+CustomizationOptions customization_default_options() { return CustomizationOptions{}; }
+
+const char* job_state_name(JobState state) {
+  switch (state) {
+    case JobState::queued: return "queued";
+    case JobState::running: return "running";
+    case JobState::done: return "done";
+    case JobState::failed: return "failed";
+    case JobState::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+void check_device_name(const std::string& device) {
+  static const std::regex pattern(R"([A-Za-z0-9_-][A-Za-z0-9._-]{0,63})");
+  if (!std::regex_match(device, pattern)) {
+    throw HttpError(400, "device name: expected 1-64 characters of A-Z a-z 0-9 . _ - not "
+                         "starting with '.', got '" + device + "'");
+  }
+}
+
+json CustomizationService::Job::to_json() const {
+  json j = {{"id", id},
+            {"device", device},
+            {"state", job_state_name(state)},
+            {"progress", progress},
+            {"message", message},
+            {"created_unix", created_unix},
+            {"started_unix", started_unix},
+            {"finished_unix", finished_unix},
+            {"request", request}};
+  if (state == JobState::done) {
+    j["result"] = result;
+    j["version"] = result.value("version", 0);
+    j["arch"] = result.value("arch", "");
+  } else if (result.is_object() && result.contains("version")) {
+    j["version"] = result["version"];  // assigned when the job started
+  }
+  if (!error.empty()) j["error"] = error;
+  return j;
+}
+
+CustomizationService::CustomizationService(CustomizationOptions options, JobRunner runner,
+                                           JobValidator validator)
+    : options_(std::move(options)), runner_(std::move(runner)), validator_(std::move(validator)) {
+  if (options_.root.empty()) throw Error("customization service: expected a root folder, got none");
+  if (!runner_) throw Error("customization service: expected a job runner, got none");
+  if (options_.sample_shape.numel() <= 0) {
+    fail_expected("customization service sample shape", "a positive size",
+                  std::to_string(options_.sample_shape.numel()));
+  }
+  fs::create_directories(options_.root);
+  load_jobs();
+  worker_ = std::thread([this] { work(); });
+}
+
+CustomizationService::~CustomizationService() { stop(); }
+
+fs::path CustomizationService::device_dir(const std::string& device) const {
+  return options_.root / device;
+}
+
+// ---- samples ----------------------------------------------------------------------------
+
+SamplesAdded CustomizationService::add_samples(const std::string& device, const uint8_t* samples,
+                                               size_t count, const std::vector<json>& metadata) {
+  check_device_name(device);
+  if (!metadata.empty() && metadata.size() != count) {
+    throw HttpError(400, "sample metadata: expected one entry per sample (" +
+                             std::to_string(count) + "), got " + std::to_string(metadata.size()));
+  }
+  const size_t bytes = static_cast<size_t>(options_.sample_shape.numel());
+  SamplesAdded out;
+  {
+    std::lock_guard lock(store_mutex_);
+    const fs::path dir = device_dir(device) / "samples";
+    fs::create_directories(dir);
+    sample_count_locked(device);  // counts what is there before anything is added
+    std::set<std::string> seen;
+    for (size_t i = 0; i < count; ++i) {
+      std::string_view sample(reinterpret_cast<const char*>(samples) + i * bytes, bytes);
+      std::string hash = sha256_hex(sample);
+      out.acknowledged.push_back(hash);
+      const fs::path file = dir / (hash + ".u8");
+      if (!seen.insert(hash).second || fs::exists(file)) {
+        ++out.duplicates;
+        continue;
+      }
+      // Metadata first: a sample exists once its .u8 does, and then it is complete.
+      if (!metadata.empty() && !(metadata[i].is_object() && metadata[i].empty())) {
+        write_durable(dir / (hash + ".json"), metadata[i].dump());
+      }
+      write_durable(file, sample);
+      ++out.added;
+    }
+    if (out.added > 0) fsync_dir(dir);
+    sample_counts_[device] += out.added;
+    out.stored = sample_counts_[device];
+  }
+  if (options_.on_samples_stored) options_.on_samples_stored(device, out.added, count);
+  return out;
+}
+
+size_t CustomizationService::sample_count(const std::string& device) {
+  check_device_name(device);
+  std::lock_guard lock(store_mutex_);
+  return sample_count_locked(device);
+}
+
+size_t CustomizationService::sample_count_locked(const std::string& device) {
+  auto it = sample_counts_.find(device);
+  if (it != sample_counts_.end()) return it->second;
+  size_t n = 0;
+  const fs::path dir = device_dir(device) / "samples";
+  if (fs::is_directory(dir)) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.path().extension() == ".u8") ++n;
+    }
+  }
+  sample_counts_[device] = n;
+  return n;
+}
+
+// ---- jobs -------------------------------------------------------------------------------
+
+void CustomizationService::save_job(const Job& job) const {
+  write_json_file(device_dir(job.device) / "jobs" / (job.id + ".json"), job.to_json());
+}
+
+void CustomizationService::load_jobs() {
+  std::vector<Job*> requeue;
+  for (const auto& device_entry : fs::directory_iterator(options_.root)) {
+    const fs::path jobs_dir = device_entry.path() / "jobs";
+    if (!fs::is_directory(jobs_dir)) continue;
+    for (const auto& entry : fs::directory_iterator(jobs_dir)) {
+      if (entry.path().extension() != ".json") continue;
+      json j;
+      try {
+        j = read_json_file(entry.path());
+      } catch (const Error& e) {
+        std::fprintf(stderr, "[customization] skipping unreadable job record: %s\n", e.what());
+        continue;
+      }
+      auto job = std::make_unique<Job>();
+      const std::string context = "job record " + entry.path().string();
+      job->id = json_field<std::string>(j, "id", context);
+      job->device = json_field<std::string>(j, "device", context);
+      job->state = parse_job_state(json_field<std::string>(j, "state", context));
+      job->progress = j.value("progress", 0.0);
+      job->message = j.value("message", "");
+      job->created_unix = j.value("created_unix", 0.0);
+      job->started_unix = j.value("started_unix", 0.0);
+      job->finished_unix = j.value("finished_unix", 0.0);
+      job->request = j.value("request", json::object());
+      job->result = j.value("result", json());
+      job->error = j.value("error", "");
+      if (job->state == JobState::running) {
+        job->state = JobState::failed;
+        job->error = "interrupted: the service stopped while the job ran";
+        job->message = job->error;
+        job->finished_unix = now_unix();
+        save_job(*job);
+      }
+      if (job->state == JobState::queued) requeue.push_back(job.get());
+      jobs_[job->id] = std::move(job);
+    }
+  }
+  std::sort(requeue.begin(), requeue.end(),
+            [](const Job* a, const Job* b) { return a->created_unix < b->created_unix; });
+  for (const Job* job : requeue) queue_.push_back(job->id);
+}
+
+json CustomizationService::submit_job(const std::string& device, const json& request) {
+  check_device_name(device);
+  if (!request.is_object()) {
+    throw HttpError(400, std::string("job request: expected a JSON object, got ") +
+                             request.type_name());
+  }
+  if (validator_) {
+    try {
+      validator_(request);
+    } catch (const HttpError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw HttpError(400, e.what());
+    }
+  }
+  const size_t samples = sample_count(device);
+  if (samples < options_.min_samples) {
+    throw HttpError(409, "device '" + device + "' has " + std::to_string(samples) +
+                             " uploaded samples; a job needs at least " +
+                             std::to_string(options_.min_samples));
+  }
+  std::lock_guard lock(jobs_mutex_);
+  if (stopping_) throw HttpError(503, "the customization service is stopping");
+  if (queue_.size() >= options_.max_queued_jobs) {
+    throw HttpError(429, "job queue full: " + std::to_string(queue_.size()) +
+                             " jobs wait already (the limit)");
+  }
+  auto job = std::make_unique<Job>();
+  job->id = random_job_id();
+  while (jobs_.count(job->id)) job->id = random_job_id();
+  job->device = device;
+  job->request = request;
+  job->created_unix = now_unix();
+  job->message = "queued";
+  fs::create_directories(device_dir(device) / "jobs");
+  save_job(*job);
+  json out = job->to_json();
+  queue_.push_back(job->id);
+  jobs_[job->id] = std::move(job);
+  jobs_changed_.notify_all();
+  return out;
+}
+
+json CustomizationService::job(const std::string& id) const {
+  std::lock_guard lock(jobs_mutex_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) throw HttpError(404, "unknown job '" + id + "'");
+  return it->second->to_json();
+}
+
+std::vector<json> CustomizationService::jobs(const std::string& device) const {
+  check_device_name(device);
+  std::lock_guard lock(jobs_mutex_);
+  std::vector<const Job*> found;
+  for (const auto& [id, job] : jobs_) {
+    if (job->device == device) found.push_back(job.get());
+  }
+  std::sort(found.begin(), found.end(),
+            [](const Job* a, const Job* b) { return a->created_unix < b->created_unix; });
+  std::vector<json> out;
+  for (const Job* job : found) out.push_back(job->to_json());
+  return out;
+}
+
+json CustomizationService::cancel_job(const std::string& id) {
+  std::lock_guard lock(jobs_mutex_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) throw HttpError(404, "unknown job '" + id + "'");
+  Job& job = *it->second;
+  if (terminal(job.state)) {
+    throw HttpError(409, "job '" + id + "' is already " + job_state_name(job.state));
+  }
+  job.cancel = true;
+  if (job.state == JobState::queued) {
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+    job.state = JobState::cancelled;
+    job.message = "cancelled before it ran";
+    job.finished_unix = now_unix();
+    save_job(job);
+    jobs_changed_.notify_all();
+  } else {
+    job.message = "cancelling";
+  }
+  return job.to_json();
+}
+
+bool CustomizationService::wait_idle(double timeout_s) {
+  std::unique_lock lock(jobs_mutex_);
+  return jobs_changed_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                                [this] { return queue_.empty() && running_.empty(); });
+}
+
+void CustomizationService::work() {
+  std::unique_lock lock(jobs_mutex_);
+  for (;;) {
+    jobs_changed_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    const std::string id = queue_.front();
+    queue_.pop_front();
+    Job& job = *jobs_.at(id);
+    running_ = id;
+    job.state = JobState::running;
+    job.started_unix = now_unix();
+    job.message = "starting";
+    save_job(job);
+    lock.unlock();
+    run_job(job);
+    lock.lock();
+    running_.clear();
+    jobs_changed_.notify_all();
+  }
+}
+
+void CustomizationService::run_job(Job& job) {
+  CustomizationJob input;
+  fs::path output;
+  std::string failure;
+  JobState end_state = JobState::failed;
+  json result;
+  try {
+    input.id = job.id;
+    input.device = job.device;
+    input.request = job.request;
+    input.sample_shape = options_.sample_shape;
+    const size_t bytes = input.sample_bytes();
+    {
+      std::lock_guard lock(store_mutex_);
+      const fs::path dir = device_dir(job.device) / "samples";
+      if (fs::is_directory(dir)) {
+        for (const auto& entry : fs::directory_iterator(dir)) {
+          if (entry.path().extension() == ".u8") input.sample_hashes.push_back(entry.path().stem());
+        }
+      }
+      std::sort(input.sample_hashes.begin(), input.sample_hashes.end());
+      input.samples.reserve(input.sample_hashes.size() * bytes);
+      for (const auto& hash : input.sample_hashes) {
+        std::string data = read_file(dir / (hash + ".u8"));
+        if (data.size() != bytes) {
+          fail_expected("stored sample " + hash, std::to_string(bytes) + " bytes",
+                        std::to_string(data.size()));
+        }
+        input.samples.insert(input.samples.end(), data.begin(), data.end());
+      }
+    }
+    input.previous = latest_artifact(job.device);
+    input.version = input.previous ? input.previous->value("version", 0) + 1 : 1;
+    if (input.previous) input.previous_artifact = artifact_path(job.device, input.version - 1);
+    const fs::path artifacts = device_dir(job.device) / "artifacts";
+    fs::create_directories(artifacts);
+    output = artifacts / (".v" + std::to_string(input.version) + "-" + job.id + ".partial");
+    input.output = output;
+    {
+      std::lock_guard lock(jobs_mutex_);
+      job.result = {{"version", input.version}};
+      job.message = "running on " + std::to_string(input.sample_count()) + " samples";
+    }
+
+    JobProgress progress = [this, &job](double fraction, const std::string& message) {
+      std::lock_guard lock(jobs_mutex_);
+      if (job.cancel) throw JobCancelled("cancelled");
+      if (stopping_) throw JobCancelled("the service stopped");
+      job.progress = std::clamp(fraction, 0.0, 1.0);
+      job.message = message;
+    };
+    json summary = runner_(input, progress);
+    {
+      std::lock_guard lock(jobs_mutex_);
+      if (job.cancel) throw JobCancelled("cancelled");
+    }
+    if (!summary.is_object() || !summary.contains("arch") || !summary["arch"].is_string()) {
+      throw Error("job runner: expected a summary object with 'arch', got " + summary.dump());
+    }
+    if (!fs::is_regular_file(output)) throw Error("job runner wrote no artifact");
+
+    // Publish: the artifact under its version, then its metadata (the version's existence).
+    std::lock_guard lock(store_mutex_);
+    const fs::path final_path = artifacts / ("v" + std::to_string(input.version) + ".pt");
+    const std::string sha = sha256_file(output);
+    const auto size = fs::file_size(output);
+    fs::rename(output, final_path);
+    fsync_dir(artifacts);
+    result = {{"device", job.device},
+              {"version", input.version},
+              {"arch", summary["arch"]},
+              {"sha256", sha},
+              {"size", size},
+              {"created_unix", now_unix()},
+              {"job", job.id},
+              {"samples", input.sample_count()},
+              {"summary", summary}};
+    write_json_file(artifacts / ("v" + std::to_string(input.version) + ".json"), result);
+    fsync_dir(artifacts);
+    end_state = JobState::done;
+  } catch (const JobCancelled& e) {
+    end_state = JobState::cancelled;
+    failure = e.what();
+  } catch (const std::exception& e) {
+    end_state = JobState::failed;
+    failure = e.what();
+  }
+  if (end_state != JobState::done && !output.empty()) {
+    std::error_code ignored;
+    fs::remove(output, ignored);
+  }
+  std::lock_guard lock(jobs_mutex_);
+  job.state = end_state;
+  job.finished_unix = now_unix();
+  if (end_state == JobState::done) {
+    job.progress = 1.0;
+    job.result = result;
+    job.message = "published version " + std::to_string(result["version"].get<int>()) + " (" +
+                  result["arch"].get<std::string>() + ")";
+  } else if (end_state == JobState::cancelled) {
+    job.message = failure;
+    if (stopping_ && !job.cancel) {
+      job.state = JobState::failed;
+      job.error = "interrupted: the service stopped while the job ran";
+      job.message = job.error;
+    }
+  } else {
+    job.error = failure;
+    job.message = "failed: " + failure;
+  }
+  save_job(job);
+}
+
+void CustomizationService::stop() {
+  std::call_once(stop_once_, [this] {
+    {
+      std::lock_guard lock(jobs_mutex_);
+      stopping_ = true;
+      jobs_changed_.notify_all();
+    }
+    if (worker_.joinable()) worker_.join();
+  });
+}
+
+// ---- artifacts --------------------------------------------------------------------------
+
+std::vector<json> CustomizationService::artifacts(const std::string& device) const {
+  check_device_name(device);
+  std::vector<std::pair<int, fs::path>> found;
+  const fs::path dir = device_dir(device) / "artifacts";
+  if (fs::is_directory(dir)) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      int version = artifact_version_of(entry.path());
+      if (version > 0) found.emplace_back(version, entry.path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<json> out;
+  for (const auto& [version, path] : found) out.push_back(read_json_file(path));
+  return out;
+}
+
+std::optional<json> CustomizationService::latest_artifact(const std::string& device) const {
+  auto all = artifacts(device);
+  if (all.empty()) return std::nullopt;
+  return all.back();
+}
+
+json CustomizationService::artifact(const std::string& device, int version) const {
+  check_device_name(device);
+  const fs::path meta = device_dir(device) / "artifacts" / ("v" + std::to_string(version) + ".json");
+  if (!fs::is_regular_file(meta)) {
+    throw HttpError(404, "device '" + device + "' has no artifact version " +
+                             std::to_string(version));
+  }
+  return read_json_file(meta);
+}
+
+fs::path CustomizationService::artifact_path(const std::string& device, int version) const {
+  return device_dir(device) / "artifacts" / ("v" + std::to_string(version) + ".pt");
+}
+
+// ---- routes -----------------------------------------------------------------------------
+
+ServerExtension CustomizationService::extension() {
+  const std::string device = "/v2/customization/devices/([^/]+)";
+  ServerExtension ext;
+  ext.name = "edgefm_customization";
+  ext.routes.push_back({"POST", device + "/samples", [this](const HttpRequest& req, HttpResponse& res) {
+    const std::string& name = req.matches.at(0);
+    check_device_name(name);
+    std::optional<size_t> json_size;
+    if (auto h = req.header(kHeaderContentLength)) json_size = parse_header_content_length(*h);
+    InferRequest request = decode_request(req.body, json_size);
+    const Tensor* images = request.input("images");
+    for (const auto& t : request.inputs) {
+      if (t.name != "images" && t.name != "metadata") {
+        throw HttpError(400, "sample upload: unexpected input '" + t.name +
+                                 "'; it takes 'images' (UINT8) and optional 'metadata' (BYTES)");
+      }
+    }
+    if (images == nullptr) throw HttpError(400, "sample upload: expected an input 'images'");
+    if (images->datatype != DataType::uint8) {
+      throw HttpError(400, std::string("input 'images': expected datatype UINT8, got ") +
+                               datatype_name(images->datatype));
+    }
+    const auto& shape = options_.sample_shape;
+    const auto& s = images->shape;
+    const bool rank4 = s.size() == 4 && s[1] == shape.channels && s[2] == shape.height &&
+                       s[3] == shape.width;
+    const bool rank3 = shape.channels == 1 && s.size() == 3 && s[1] == shape.height &&
+                       s[2] == shape.width;
+    if (!(rank4 || rank3) || s[0] < 1) {
+      std::string expected = "[N," + std::to_string(shape.channels) + "," +
+                             std::to_string(shape.height) + "," + std::to_string(shape.width) + "]";
+      throw HttpError(400, "input 'images': expected shape " + expected + " with N >= 1, got " +
+                               shape_string(s));
+    }
+    const auto count = static_cast<size_t>(s[0]);
+    std::vector<json> metadata;
+    if (const Tensor* meta = request.input("metadata")) {
+      if (meta->datatype != DataType::bytes || meta->strings.size() != count) {
+        throw HttpError(400, "input 'metadata': expected BYTES of shape [" +
+                                 std::to_string(count) + "] (one JSON object per image), got " +
+                                 datatype_name(meta->datatype) + " " + shape_string(meta->shape));
+      }
+      for (size_t i = 0; i < count; ++i) {
+        json m = json::parse(meta->strings[i], nullptr, false);
+        if (!m.is_object()) {
+          throw HttpError(400, "input 'metadata' element " + std::to_string(i) +
+                                   ": expected a JSON object, got '" +
+                                   meta->strings[i].substr(0, 80) + "'");
+        }
+        metadata.push_back(std::move(m));
+      }
+    }
+    auto added = add_samples(name, images->uint8s().data(), count, metadata);
+    reply(res, 200, {{"device", name},
+                     {"acknowledged", added.acknowledged},
+                     {"added", added.added},
+                     {"duplicates", added.duplicates},
+                     {"samples", added.stored}});
+  }});
+  ext.routes.push_back({"GET", device, [this](const HttpRequest& req, HttpResponse& res) {
+    const std::string& name = req.matches.at(0);
+    auto latest = latest_artifact(name);
+    reply(res, 200, {{"device", name},
+                     {"samples", sample_count(name)},
+                     {"jobs", jobs(name).size()},
+                     {"latest_version", latest ? latest->value("version", 0) : 0}});
+  }});
+  ext.routes.push_back({"POST", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
+    json request = json::parse(req.body, nullptr, false);
+    if (request.is_discarded()) throw HttpError(400, "job request: malformed JSON");
+    reply(res, 202, submit_job(req.matches.at(0), request));
+  }});
+  ext.routes.push_back({"GET", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
+    reply(res, 200, {{"jobs", jobs(req.matches.at(0))}});
+  }});
+  ext.routes.push_back({"GET", "/v2/customization/jobs/([^/]+)",
+                        [this](const HttpRequest& req, HttpResponse& res) {
+                          reply(res, 200, job(req.matches.at(0)));
+                        }});
+  ext.routes.push_back({"DELETE", "/v2/customization/jobs/([^/]+)",
+                        [this](const HttpRequest& req, HttpResponse& res) {
+                          reply(res, 200, cancel_job(req.matches.at(0)));
+                        }});
+  ext.routes.push_back({"GET", device + "/artifacts", [this](const HttpRequest& req, HttpResponse& res) {
+    reply(res, 200, {{"artifacts", artifacts(req.matches.at(0))}});
+  }});
+  auto metadata_of = [this](const std::string& name, const std::string& version) {
+    if (version == "latest") {
+      auto latest = latest_artifact(name);
+      if (!latest) throw HttpError(404, "device '" + name + "' has no artifact yet");
+      return *latest;
+    }
+    return artifact(name, parse_version(version));
+  };
+  ext.routes.push_back({"GET", device + "/artifacts/([^/]+)/metadata",
+                        [metadata_of](const HttpRequest& req, HttpResponse& res) {
+                          reply(res, 200, metadata_of(req.matches.at(0), req.matches.at(1)));
+                        }});
+  ext.routes.push_back({"GET", device + "/artifacts/([^/]+)",
+                        [this, metadata_of](const HttpRequest& req, HttpResponse& res) {
+    const std::string& name = req.matches.at(0);
+    const std::string& version = req.matches.at(1);
+    json meta = metadata_of(name, version);
+    if (version == "latest") {
+      reply(res, 200, meta);
+      return;
+    }
+    std::string bytes;
+    {
+      std::lock_guard lock(store_mutex_);
+      bytes = read_file(artifact_path(name, meta["version"].get<int>()));
+    }
+    res.status = 200;
+    res.body = std::move(bytes);
+    res.content_type = "application/octet-stream";
+    res.headers["X-Edgefm-Sha256"] = meta.value("sha256", "");
+    res.headers["X-Edgefm-Artifact-Version"] = std::to_string(meta["version"].get<int>());
+    res.headers["X-Edgefm-Arch"] = meta.value("arch", "");
+  }});
+  return ext;
+}
+
+}  // namespace edgefm::cloud
