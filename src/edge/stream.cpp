@@ -1,0 +1,113 @@
+#include "edge/stream.h"
+
+#include <chrono>
+#include <thread>
+
+#include "common/error.h"
+
+namespace edgefm::edge {
+
+size_t replay(EdgeRuntime& runtime, const data::Dataset& dataset, const std::vector<size_t>& order,
+              double rate_per_s, const std::atomic<bool>* stop,
+              const std::function<void(size_t)>& progress) {
+  if (!(rate_per_s >= 0.0)) fail_expected("stream rate", "samples/s >= 0", std::to_string(rate_per_s));
+  const Clock::time_point start = Clock::now();
+  const size_t image_size = dataset.image_size();
+  size_t fed = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (stop != nullptr && stop->load()) break;
+    const size_t index = order[i];
+    if (index >= dataset.size()) {
+      fail_expected("stream order", "sample indices below " + std::to_string(dataset.size()),
+                    std::to_string(index));
+    }
+    Clock::time_point arrival = Clock::now();
+    if (rate_per_s > 0.0) {
+      arrival = start + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(static_cast<double>(i) / rate_per_s));
+      std::this_thread::sleep_until(arrival);
+    }
+    Sample sample;
+    sample.id = i;
+    const uint8_t* pixels = dataset.image(index);
+    sample.pixels.assign(pixels, pixels + image_size);
+    const int label = dataset.labels[index];
+    if (label >= 0 && static_cast<size_t>(label) < dataset.class_names.size()) {
+      sample.truth = dataset.class_names[static_cast<size_t>(label)];
+    }
+    sample.arrival = arrival;
+    runtime.process(std::move(sample));
+    ++fed;
+    if (progress) progress(fed);
+  }
+  return fed;
+}
+
+json StreamSummary::to_json() const {
+  json reasons = json::object();
+  for (const auto& [reason, count] : fallback_reasons) reasons[reason] = count;
+  return {{"samples", samples},
+          {"with_truth", with_truth},
+          {"accuracy", accuracy},
+          {"latency_ms_mean", latency.mean_ms},
+          {"latency_ms_p50", latency.p50_ms},
+          {"latency_ms_p95", latency.p95_ms},
+          {"latency_ms_p99", latency.p99_ms},
+          {"latency_ms_max", latency.max_ms},
+          {"l_app_ms", l_app_ms},
+          {"slo_violation_rate", slo_violation_rate},
+          {"offload_ratio", offload_ratio},
+          {"bytes_up", bytes_up},
+          {"counts", {{"edge", edge}, {"cloud", cloud}, {"fallback", fallback}, {"probe", probes}}},
+          {"fallback_reasons", reasons},
+          {"accuracy_by_route",
+           {{"edge", accuracy_by_route[0]},
+            {"cloud", accuracy_by_route[1]},
+            {"fallback", accuracy_by_route[2]}}}};
+}
+
+StreamSummary summarize_answers(const std::vector<Answer>& answers, double l_app_ms,
+                                int64_t bytes_up) {
+  if (answers.empty()) throw Error("stream summary: no answers to summarize");
+  StreamSummary s;
+  s.samples = answers.size();
+  s.l_app_ms = l_app_ms;
+  s.bytes_up = bytes_up;
+  std::vector<double> latencies;
+  latencies.reserve(answers.size());
+  size_t correct = 0, violations = 0;
+  size_t route_truth[3] = {0, 0, 0}, route_correct[3] = {0, 0, 0};
+  for (const Answer& a : answers) {
+    latencies.push_back(a.latency_ms);
+    violations += a.latency_ms > l_app_ms;
+    const int r = static_cast<int>(a.route);
+    switch (a.route) {
+      case AnswerRoute::edge: ++s.edge; break;
+      case AnswerRoute::cloud: ++s.cloud; break;
+      case AnswerRoute::fallback:
+        ++s.fallback;
+        ++s.fallback_reasons[a.fallback_reason];
+        break;
+    }
+    s.probes += a.probe;
+    if (!a.truth.empty()) {
+      ++s.with_truth;
+      correct += a.correct;
+      ++route_truth[r];
+      route_correct[r] += a.correct;
+    }
+  }
+  const double n = static_cast<double>(s.samples);
+  s.accuracy = s.with_truth ? static_cast<double>(correct) / static_cast<double>(s.with_truth) : 0.0;
+  s.latency = eval::summarize_latency(std::move(latencies));
+  s.slo_violation_rate = static_cast<double>(violations) / n;
+  s.offload_ratio = static_cast<double>(s.cloud + s.fallback) / n;
+  for (int r = 0; r < 3; ++r) {
+    s.accuracy_by_route[r] =
+        route_truth[r] ? static_cast<double>(route_correct[r]) / static_cast<double>(route_truth[r])
+                       : 0.0;
+  }
+  return s;
+}
+
+}  // namespace edgefm::edge

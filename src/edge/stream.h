@@ -1,0 +1,50 @@
+#pragma once
+// Replaying a sample stream through the edge runtime at a fixed arrival rate, and the summary
+// of what came back (the `edgefm edge --json` fields, docs/edge.md).
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/json_io.h"
+#include "data/dataset.h"
+#include "edge/runtime.h"
+#include "eval/metrics.h"
+
+namespace edgefm::edge {
+
+// Sample i of `order` arrives at start + i / rate_per_s (rate 0: each as soon as the one
+// before was routed). Its latency counts from that scheduled arrival, so a backlog on the
+// edge shows. Returns the number of samples fed (fewer than order.size() when `stop` became
+// true). `progress` (may be empty) is called with the count fed after each sample.
+size_t replay(EdgeRuntime& runtime, const data::Dataset& dataset, const std::vector<size_t>& order,
+              double rate_per_s, const std::atomic<bool>* stop = nullptr,
+              const std::function<void(size_t)>& progress = {});
+
+struct StreamSummary {
+  size_t samples = 0;
+  size_t with_truth = 0;
+  double accuracy = 0.0;              // over samples with a known truth
+  eval::LatencySummary latency;       // end-to-end, ms
+  double l_app_ms = 0.0;
+  double slo_violation_rate = 0.0;    // fraction with latency > l_app_ms
+  double offload_ratio = 0.0;         // fraction routed to the cloud (answered cloud or fallback)
+  int64_t bytes_up = 0;               // request bytes of every cloud call, probes included
+  size_t edge = 0, cloud = 0, fallback = 0, probes = 0;
+  std::map<std::string, size_t> fallback_reasons;
+  double accuracy_by_route[3] = {0, 0, 0};  // edge, cloud, fallback (0 when none)
+  // {"samples", "with_truth", "accuracy", "latency_ms_mean", "latency_ms_p50",
+  //  "latency_ms_p95", "latency_ms_p99", "latency_ms_max", "l_app_ms", "slo_violation_rate",
+  //  "offload_ratio", "bytes_up", "counts": {"edge", "cloud", "fallback", "probe"},
+  //  "fallback_reasons": {...}, "accuracy_by_route": {"edge", "cloud", "fallback"}}
+  json to_json() const;
+};
+
+// Summary of the answers; bytes_up is taken from the runtime's statistics by the caller
+// (an answer cannot see the bytes of probes sent after it). Throws Error on no answers.
+StreamSummary summarize_answers(const std::vector<Answer>& answers, double l_app_ms,
+                                int64_t bytes_up);
+
+}  // namespace edgefm::edge
