@@ -51,11 +51,14 @@ void run_customize(const CustomizeOptions& o) {
   std::fprintf(stderr, "[customize] %s: %zu candidate images, %zu for calibration, %zu classes%s\n",
                o.params.distill.arch.c_str(), candidates.size(), validation.size(), classes.size(),
                use_split ? (" (split " + split.name + ", seen classes only)").c_str() : "");
-  auto report = customize::customize(fm, candidates, validation, classes, o.params, o.out);
-  std::printf("student %s (%s): uploaded %zu of %zu images (%.1f %%), %zu FM queries, "
+  // A fractional budget counts the whole (split's) training set, calibration images included.
+  auto params = o.params;
+  params.budget_base = candidate_index.size() + validation_index.size();
+  auto report = customize::customize(fm, candidates, validation, classes, params, o.out);
+  std::printf("student %s (%s): uploaded %zu of %zu training images (%.1f %%), %zu FM queries, "
               "validation accuracy edge %.2f %% / FM %.2f %%, %.1f s\n",
-              o.out.c_str(), report.arch.c_str(), report.uploaded, report.candidates,
-              100.0 * report.uploaded / report.candidates, report.fm_queries,
+              o.out.c_str(), report.arch.c_str(), report.uploaded, report.budget_base,
+              100.0 * report.uploaded / report.budget_base, report.fm_queries,
               100 * report.validation_edge_accuracy, 100 * report.validation_fm_accuracy,
               report.seconds);
   if (!o.json_path.empty()) {
@@ -106,6 +109,10 @@ void add_customize_command(CLI::App& app) {
   c->add_option("--lr", p.distill.learning_rate, "Peak learning rate (AdamW, cosine)")->capture_default_str();
   c->add_option("--lambda", p.distill.lambda, "Weight of the InfoNCE term")->capture_default_str();
   c->add_option("--tau", p.distill.temperature, "InfoNCE temperature")->capture_default_str();
+  c->add_option("--outliers", p.outlier_share,
+                "Synthetic outliers per uploaded image (spliced/shuffled/blended uploads the FM "
+                "embeds; the student imitates them with MSE only)")
+      ->capture_default_str();
   c->add_option("--score", p.score, "Routing score shipped with the student: " + joined(route::score_names()))
       ->capture_default_str();
   c->add_option("--split", o->split_path,

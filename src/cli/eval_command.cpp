@@ -172,10 +172,9 @@ void run_eval(const EvalOptions& o) {
                 o.l_app_ms);
   }
 
-  size_t pool_images = student.meta.value("customize", json::object()).value("candidates", size_t{0}) +
-                       student.meta.value("customize", json::object()).value("fm_queries", size_t{0}) -
-                       student.meta.value("customize", json::object()).value("uploaded", size_t{0});
-  size_t uploaded = student.meta.value("customize", json::object()).value("uploaded", size_t{0});
+  const json customized = student.meta.value("customize", json::object());
+  size_t uploaded = customized.value("uploaded", size_t{0});
+  double uploaded_fraction = customized.value("uploaded_fraction", 0.0);
   json report = {
       {"fm", {{"version", fm.version},
               {"accuracy", fm_accuracy},
@@ -189,7 +188,7 @@ void run_eval(const EvalOptions& o) {
                 {"multiply_adds", student.encoder->multiply_adds()},
                 {"latency_ms_b1", edge_latency.median_ms},
                 {"uploaded", uploaded},
-                {"uploaded_fraction", pool_images ? static_cast<double>(uploaded) / pool_images : 0.0}}},
+                {"uploaded_fraction", uploaded_fraction}}},
       {"edgefm", {{"accuracy", routed.accuracy},
                   {"offload_ratio", routed.offload_ratio},
                   {"threshold", choice.threshold},

@@ -21,14 +21,14 @@ void add_data_options(CLI::App& command, DataOptions& options) {
   command.add_option("--test-limit", options.test_limit, "Use only the first N test images (0: all)");
 }
 
-models::FoundationModel FmOptions::load() const {
+models::FoundationModel FmOptions::load(const std::string& device) const {
   if (!torchscript.empty()) {
     if (pool.empty()) {
       throw Error("--fm-torchscript needs --fm-pool: the FM's embedding-pool file (class -> vector)");
     }
     return models::load_torchscript_foundation_model(torchscript, pool);
   }
-  return models::load_foundation_model(path);
+  return models::load_foundation_model(path, device);
 }
 
 void add_fm_options(CLI::App& command, FmOptions& options) {

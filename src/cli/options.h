@@ -24,7 +24,7 @@ struct FmOptions {
   std::string path = "models/fm.pt";
   std::string torchscript;  // a real FM: TorchScript image encoder ...
   std::string pool;         // ... plus its embedding-pool file
-  models::FoundationModel load() const;
+  models::FoundationModel load(const std::string& device = "cpu") const;
 };
 void add_fm_options(CLI::App& command, FmOptions& options);
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <random>
 
 #include "common/error.h"
 #include "common/progress.h"
@@ -20,7 +21,11 @@ torch::Tensor mse_term(const torch::Tensor& student, const torch::Tensor& fm) {
 
 torch::Tensor info_nce_term(const torch::Tensor& student, const torch::Tensor& pool,
                             const torch::Tensor& labels, double temperature) {
-  return F::cross_entropy(student.matmul(pool.t()) / temperature, labels);
+  auto labelled = labels.ne(kNoLabel);
+  if (!labelled.any().item<bool>()) return torch::zeros({});
+  auto rows = labelled.nonzero().squeeze(1);
+  return F::cross_entropy(student.index_select(0, rows).matmul(pool.t()) / temperature,
+                          labels.index_select(0, rows));
 }
 
 torch::Tensor view(const float* data, std::vector<int64_t> shape) {
@@ -30,6 +35,42 @@ torch::Tensor view(const float* data, std::vector<int64_t> shape) {
 }  // namespace
 
 DistillParams distill_default_params() { return DistillParams{}; }
+
+std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n, int height,
+                                       int width, size_t count, uint64_t seed) {
+  const size_t numel = static_cast<size_t>(height) * width;
+  if (n < 2 || images.size() < n * numel) {
+    fail_expected("outlier synthesis", "at least 2 images", std::to_string(n));
+  }
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  std::vector<float> out(count * numel);
+  for (size_t o = 0; o < count; ++o) {
+    const float* a = images.data() + pick(rng) * numel;
+    const float* b = images.data() + pick(rng) * numel;
+    float* dst = out.data() + o * numel;
+    const int kind = static_cast<int>(rng() % 4);
+    const int hh = height / 2, hw = width / 2;
+    for (int r = 0; r < height; ++r) {
+      for (int c = 0; c < width; ++c) {
+        float value;
+        if (kind == 0) {
+          value = (c < hw ? a : b)[r * width + c];
+        } else if (kind == 1) {
+          value = (r < hh ? a : b)[r * width + c];
+        } else if (kind == 2) {  // quadrants rotated: each takes the next quadrant's pixels
+          int qr = r < hh ? 0 : 1, qc = c < hw ? 0 : 1;
+          int sr = (r + (qc ? hh : 0)) % height, sc = (c + (qr ? 0 : hw)) % width;
+          value = a[sr * width + sc];
+        } else {
+          value = 0.5f * (a[r * width + c] + b[r * width + c]);
+        }
+        dst[r * width + c] = value;
+      }
+    }
+  }
+  return out;
+}
 
 std::vector<int> pseudo_label(const std::vector<float>& fm_embeddings,
                               const models::TextPool& pool) {
@@ -114,7 +155,8 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
       }
       auto index = order.slice(0, s * params.batch_size,
                                std::min<int64_t>((s + 1) * params.batch_size, n));
-      auto x = models::augment(images.index_select(0, index), params.max_shift);
+      auto x = images.index_select(0, index);
+      if (params.augment) x = models::augment(x, params.max_shift);
       auto student = models::embed_tensor(net, x);
       auto mse = mse_term(student, targets.index_select(0, index));
       auto nce = info_nce_term(student, pool_t, labels.index_select(0, index), params.temperature);
@@ -129,6 +171,7 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
                       {{"epoch", std::to_string(epoch) + "/" + std::to_string(params.epochs)},
                        {"mse", std::to_string(mse_avg).substr(0, 6)},
                        {"infonce", std::to_string(nce_avg).substr(0, 6)}});
+      if (params.on_step) params.on_step(step + 1, total_steps);
     }
   }
   progress.finish({{"mse", std::to_string(mse_avg).substr(0, 6)},

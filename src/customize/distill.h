@@ -4,6 +4,7 @@
 // samples pseudo-labelled by the FM's nearest pool vector. No torch in this header.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,19 +23,35 @@ struct DistillParams {
   double weight_decay = 1e-4;
   double lambda = 1.0;        // weight of the InfoNCE term
   double temperature = 0.07;  // tau of the InfoNCE term
-  int max_shift = 2;          // augmentation of the student's input (shift + flip)
+  bool augment = true;        // random flip + shift of the student's input
+  int max_shift = 2;          // pixels of that shift
   uint64_t seed = 1;
   std::string warm_start;     // a previous student artifact of the same architecture
+  // Called after every optimizer step with (steps done, total steps); may throw to abort
+  // the training (the customization service reports progress and stops jobs through it).
+  std::function<void(int64_t, int64_t)> on_step;
 };
 DistillParams distill_default_params();
 
 // Unlabeled samples as the cloud has them after upload: images and the FM's embeddings.
+inline constexpr int kNoLabel = -1;
+
 struct DistillSet {
   std::vector<float> images;          // n x C x H x W in [0, 1]
   std::vector<float> fm_embeddings;   // n x D, L2-normalised
-  std::vector<int> pseudo_labels;     // index into the pool (nearest pool vector)
+  // Index into the pool (nearest pool vector); kNoLabel for a sample that only has an FM
+  // embedding to imitate (a synthetic outlier): it enters the MSE term, not InfoNCE.
+  std::vector<int> pseudo_labels;
   size_t size() const { return pseudo_labels.size(); }
 };
+
+// Synthetic outliers made from `n` images (each C x H x W = `numel` floats): a left half
+// spliced to another image's right half, a top half to another's bottom half, quadrants
+// shuffled, or a 50/50 blend of two images. None is a real object of any class, so
+// imitating the FM on them teaches the student what "none of my classes" looks like in the
+// FM's space, without ever seeing an unseen class. Deterministic for a seed.
+std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n, int height,
+                                       int width, size_t count, uint64_t seed);
 
 // Pseudo-labels: index of the nearest pool vector of each FM embedding.
 std::vector<int> pseudo_label(const std::vector<float>& fm_embeddings,

@@ -57,7 +57,8 @@ json CustomizeReport::to_json() const {
           {"arch", arch},
           {"candidates", candidates},
           {"uploaded", uploaded},
-          {"uploaded_fraction", candidates ? static_cast<double>(uploaded) / candidates : 0.0},
+          {"budget_base", budget_base},
+          {"uploaded_fraction", budget_base ? static_cast<double>(uploaded) / budget_base : 0.0},
           {"fm_queries", fm_queries},
           {"seconds", seconds},
           {"validation_edge_accuracy", validation_edge_accuracy},
@@ -104,7 +105,9 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   models::check_edge_architecture(params.distill.arch);
   auto strategy = parse_selection_strategy(params.strategy);
   auto pool = fm.pool.subset(classes);
-  const size_t budget = UploadBudget::parse(params.budget).resolve(candidates.size());
+  const size_t budget = std::min(
+      candidates.size(), UploadBudget::parse(params.budget)
+                             .resolve(params.budget_base ? params.budget_base : candidates.size()));
   if (budget == 0) throw Error("customization: the upload budget " + params.budget + " selects no image");
   if (params.rounds < 1) fail_expected("customization rounds", "at least 1", std::to_string(params.rounds));
   const bool needs_model = strategy != SelectionStrategy::random;
@@ -122,6 +125,7 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   std::vector<size_t> order(candidates.size());
   std::iota(order.begin(), order.end(), size_t{0});
   DistillResult trained;
+  size_t fm_queries = 0;
   std::string warm_start = params.distill.warm_start;
   for (int round = 1; round <= rounds; ++round) {
     size_t so_far = set.size();
@@ -158,10 +162,23 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
     std::fprintf(stderr, "[customize] round %d/%d: %zu uploaded (%zu in all, budget %zu)\n", round,
                  rounds, picked.size(), set.size(), budget);
 
+    // Synthetic outliers (cloud side: made from the uploads, embedded by the FM).
+    DistillSet train = set;
+    if (params.outlier_share > 0) {
+      auto shape = current ? current->input_shape() : models::ImageShape{};
+      size_t count = static_cast<size_t>(params.outlier_share * set.size());
+      auto outliers = synthesize_outliers(set.images, set.size(), shape.height, shape.width,
+                                          count, params.seed + 100 + static_cast<uint64_t>(round));
+      auto embeddings = models::embed_all(*fm.image, outliers.data(), static_cast<int64_t>(count));
+      train.images.insert(train.images.end(), outliers.begin(), outliers.end());
+      train.fm_embeddings.insert(train.fm_embeddings.end(), embeddings.begin(), embeddings.end());
+      train.pseudo_labels.insert(train.pseudo_labels.end(), count, kNoLabel);
+      fm_queries += count;
+    }
     auto distill_params = params.distill;
     distill_params.warm_start = warm_start;
     if (round < rounds) distill_params.epochs = std::max(2, params.distill.epochs / 3);
-    trained = distill(set, pool, distill_params);
+    trained = distill(train, pool, distill_params);
     current = trained.student;
   }
 
@@ -179,8 +196,9 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   report.artifact = out.string();
   report.arch = params.distill.arch;
   report.candidates = candidates.size();
+  report.budget_base = params.budget_base ? params.budget_base : candidates.size();
   report.uploaded = set.size();
-  report.fm_queries = set.size() + validation.size();
+  report.fm_queries = fm_queries + set.size() + validation.size();
   auto accuracy = [&](const Embedded& e) {
     size_t correct = 0;
     for (size_t i = 0; i < e.n; ++i) {

@@ -37,13 +37,17 @@ std::vector<int> pool_to_label(const models::TextPool& pool, const data::Dataset
 struct CustomizeParams {
   DistillParams distill = distill_default_params();
   std::string strategy = "margin_diversity";  // random | lowest_margin | margin_diversity
-  std::string budget = "20%";                 // of the candidate images: "20%", "0.2", "5000"
+  std::string budget = "20%";  // "20%", "0.2" (of budget_base) or a count "5000"
+  size_t budget_base = 0;      // images a fractional budget refers to (0: the candidates)
   // Rounds of upload: round 1 uploads a random bootstrap share of the budget, later rounds
   // select by the strategy with the student of the previous round. One round with a
   // non-random strategy needs `initial_student`.
   int rounds = 2;
   double bootstrap_share = 0.3;
   std::string initial_student;
+  // Synthetic outliers per uploaded image, embedded by the FM and imitated by the student
+  // (MSE only): shapes the student's space for samples of classes it never saw.
+  double outlier_share = 0.0;
   std::string score = "margin";  // the routing score shipped in the artifact
   json score_params = json::object();
   int version = 1;
@@ -55,6 +59,7 @@ struct CustomizeReport {
   std::string artifact;
   std::string arch;
   size_t candidates = 0;
+  size_t budget_base = 0;  // the images the upload fraction is measured against
   size_t uploaded = 0;
   size_t fm_queries = 0;  // uploads + calibration images
   double seconds = 0;

@@ -329,7 +329,8 @@ FmTrainResult train_fm(const data::Dataset& train_set, const data::Dataset& test
   return result;
 }
 
-FoundationModel load_foundation_model(const std::filesystem::path& path) {
+FoundationModel load_foundation_model(const std::filesystem::path& path,
+                                      const std::string& device) {
   const std::string context = "FM file '" + path.string() + "'";
   if (!std::filesystem::is_regular_file(path)) {
     throw Error(context + ": no such file (train one with `edgefm fm train`)");
@@ -365,7 +366,7 @@ FoundationModel load_foundation_model(const std::filesystem::path& path) {
                 std::string(e.what_without_backtrace()).substr(0, 200) + ")");
   }
   FoundationModel fm;
-  fm.image = std::make_shared<TorchEncoder>(std::move(image));
+  fm.image = std::make_shared<TorchEncoder>(std::move(image), device);
   fm.text = std::make_shared<ReferenceTextEncoder>(text, std::move(vocabulary), dim);
   fm.pool = std::move(pool);
   fm.version = "reference-fm v" + std::to_string(kVersion) + " " + sha256_file(path).substr(0, 12);

@@ -21,7 +21,9 @@ struct FoundationModel {
 
 // Loads the reference FM file written by `edgefm fm train`. Throws Error on a wrong or
 // corrupt file.
-FoundationModel load_foundation_model(const std::filesystem::path& path);
+// `device`: "cpu" (default) or "cuda[:n]" when the linked LibTorch has CUDA.
+FoundationModel load_foundation_model(const std::filesystem::path& path,
+                                      const std::string& device = "cpu");
 
 // A real FM: a TorchScript module mapping n x C x H x W floats in [0,1] to n x D embeddings
 // (normalised here if it does not), plus an embedding-pool file (see text_pool.h).

@@ -54,8 +54,8 @@ Net make_fm_net(int embedding_dim, int width) {
 
 const std::vector<ArchSpec>& edge_architectures() {
   static const std::vector<ArchSpec> specs = {
-      {"tiny-cnn", "2 conv layers (8, 16 channels), max pooling, 2 linear layers"},
-      {"mobilenet", "MobileNet-style depthwise-separable blocks (16-64 channels), avg pooling"},
+      {"tiny-cnn", "2 conv layers (16, 32 channels), max pooling, 2 linear layers"},
+      {"mobilenet", "MobileNet-style depthwise-separable blocks (32-128 channels), avg pooling"},
       {"wide-cnn", "3 conv layers (32, 64, 64 channels) with batch norm, 2 linear layers"},
   };
   return specs;
@@ -74,24 +74,24 @@ Net make_edge_net(const std::string& arch, int embedding_dim) {
   check_edge_architecture(arch);
   nn::Sequential s;
   if (arch == "tiny-cnn") {
-    s->push_back(conv(1, 8, 3, 1, 1, true));
+    s->push_back(conv(1, 16, 3, 1, 1, true));
     s->push_back(nn::ReLU());
     s->push_back(nn::MaxPool2d(2));
-    s->push_back(conv(8, 16, 3, 1, 1, true));
+    s->push_back(conv(16, 32, 3, 1, 1, true));
     s->push_back(nn::ReLU());
     s->push_back(nn::MaxPool2d(2));
     s->push_back(nn::Flatten());
-    s->push_back(nn::Linear(16 * 7 * 7, 64));
+    s->push_back(nn::Linear(32 * 7 * 7, 64));
     s->push_back(nn::ReLU());
     s->push_back(nn::Linear(64, embedding_dim));
   } else if (arch == "mobilenet") {
-    conv_bn_relu(s, 1, 16, 3);
-    separable(s, 16, 32, 2);
+    conv_bn_relu(s, 1, 32, 3);
     separable(s, 32, 64, 2);
-    separable(s, 64, 64, 1);
+    separable(s, 64, 128, 2);
+    separable(s, 128, 128, 1);
     s->push_back(nn::AdaptiveAvgPool2d(1));
     s->push_back(nn::Flatten());
-    s->push_back(nn::Linear(64, embedding_dim));
+    s->push_back(nn::Linear(128, embedding_dim));
   } else {  // wide-cnn
     conv_bn_relu(s, 1, 32, 3);
     s->push_back(nn::MaxPool2d(2));
@@ -155,11 +155,25 @@ torch::Tensor embed_tensor(const Net& net, const torch::Tensor& images) {
       net.body->forward(images), torch::nn::functional::NormalizeFuncOptions().dim(1));
 }
 
-TorchEncoder::TorchEncoder(Net net)
+torch::Device parse_device(const std::string& device) {
+  if (device == "cpu") return torch::kCPU;
+  if (device.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw Error("device '" + device + "': expected a LibTorch with CUDA and a visible GPU, "
+                  "this one has none (Debian's LibTorch is CPU-only; see scripts/device-bench.sh)");
+    }
+    return torch::Device(device);
+  }
+  fail_expected("device", "cpu, cuda or cuda:N", "'" + device + "'");
+}
+
+TorchEncoder::TorchEncoder(Net net, const std::string& device)
     : net_(std::move(net)),
+      device_(parse_device(device)),
       parameters_(count_parameters(*net_.body)),
       multiply_adds_(count_multiply_adds(net_)) {
   net_.body->eval();
+  net_.body->to(device_);
 }
 
 void TorchEncoder::embed(const float* images, int64_t n, float* out) const {
@@ -167,7 +181,7 @@ void TorchEncoder::embed(const float* images, int64_t n, float* out) const {
   torch::NoGradGuard no_grad;
   auto input = torch::from_blob(const_cast<float*>(images),
                                 {n, net_.input.channels, net_.input.height, net_.input.width});
-  auto result = embed_tensor(net_, input).contiguous();
+  auto result = embed_tensor(net_, input.to(device_)).to(torch::kCPU).contiguous();
   std::copy_n(result.data_ptr<float>(), n * net_.embedding_dim, out);
 }
 

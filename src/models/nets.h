@@ -31,7 +31,8 @@ torch::Tensor embed_tensor(const Net& net, const torch::Tensor& images);
 // An ImageEncoder over a Net (inference: eval mode, no grad).
 class TorchEncoder final : public ImageEncoder {
  public:
-  explicit TorchEncoder(Net net);
+  // `device`: where the forward runs ("cpu" or "cuda[:n]"); inputs and outputs stay on the CPU.
+  explicit TorchEncoder(Net net, const std::string& device = "cpu");
   std::string arch() const override { return net_.arch; }
   int embedding_dim() const override { return net_.embedding_dim; }
   ImageShape input_shape() const override { return net_.input; }
@@ -42,6 +43,7 @@ class TorchEncoder final : public ImageEncoder {
 
  private:
   Net net_;
+  torch::Device device_;
   int64_t parameters_;
   int64_t multiply_adds_;
 };
@@ -51,6 +53,10 @@ class TorchEncoder final : public ImageEncoder {
 void write_net(torch::serialize::OutputArchive& archive, const std::string& key, const Net& net);
 void read_net(torch::serialize::InputArchive& archive, const std::string& key, Net& net,
               const std::string& context);
+
+// Parses "cpu" / "cuda" / "cuda:1"; throws Error when CUDA is asked for and this LibTorch
+// has none (Debian's is CPU-only) or no GPU is visible.
+torch::Device parse_device(const std::string& device);
 
 // Light augmentation used by FM training and distillation: random horizontal flip and a
 // random shift of up to `max_shift` pixels (zero padded).

@@ -53,9 +53,10 @@ TEST(EdgeModels, PoolIsOrderedByCostAndEmbeddingsAreNormalised) {
 
 TEST(EdgeModels, TinyCnnCountsByHand) {
   auto tiny = make_edge_model("tiny-cnn", 128);
-  // conv 1->8 (3x3 + bias), conv 8->16, linear 784->64, linear 64->128
-  EXPECT_EQ(tiny->parameter_count(), (9 * 8 + 8) + (72 * 16 + 16) + (784 * 64 + 64) + (64 * 128 + 128));
-  EXPECT_EQ(tiny->multiply_adds(), 28 * 28 * 8 * 9 + 14 * 14 * 16 * 72 + 784 * 64 + 64 * 128);
+  // conv 1->16 (3x3 + bias), conv 16->32, linear 1568->64, linear 64->128
+  EXPECT_EQ(tiny->parameter_count(),
+            (9 * 16 + 16) + (144 * 32 + 32) + (1568 * 64 + 64) + (64 * 128 + 128));
+  EXPECT_EQ(tiny->multiply_adds(), 28 * 28 * 16 * 9 + 14 * 14 * 32 * 144 + 1568 * 64 + 64 * 128);
 }
 
 TEST(Student, SaveLoadRoundTripGivesTheSameEmbeddings) {

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded default: train (or reuse) the reference FM on
+# Fashion-MNIST, customize the smallest edge model from at most 20 % of the training images
+# chosen by the selection strategy, customize two seen-classes-only students for the
+# open-set evaluation, evaluate everything, and print a short table.
+# Results: out/demo/summary.json (schema in README.md), curve.csv, curve.png.
+#
+#   scripts/demo.sh            FM_EPOCHS=3 by default; FM_EPOCHS=12 is the longer setting
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+scripts/build.sh --target edgefm
+
+bin=build/edgefm
+out=out/demo
+mkdir -p "$out" models
+FM_EPOCHS=${FM_EPOCHS:-3}
+fm=models/fm-e${FM_EPOCHS}.pt
+started=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - started )) s)"; }
+
+step "1/4 reference FM ($FM_EPOCHS epochs; reused when $fm exists)"
+$bin fm train --epochs "$FM_EPOCHS" --out "$fm" --reuse --json "$out/fm-train.json"
+
+step "2/4 customize tiny-cnn from 20 % of the training images (lowest margin + diversity)"
+$bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
+  --out models/student.pt --json "$out/customize.json"
+
+step "3/4 customize on seen classes only, for the open-set evaluation (two splits)"
+$bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
+  --split configs/split-default.json --out models/student-seen-default.pt \
+  --json "$out/customize-seen-default.json"
+$bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
+  --split configs/split-even.json --out models/student-seen-even.pt \
+  --json "$out/customize-seen-even.json"
+
+step "4/4 evaluate: FM only, edge only, EdgeFM at the searched threshold, open set"
+$bin eval --fm "$fm" --student models/student.pt \
+  --open-set configs/split-default.json=models/student-seen-default.pt \
+  --open-set configs/split-even.json=models/student-seen-even.pt \
+  --out-dir "$out" --json "$out/summary.json"
+
+echo
+echo "demo finished in $(( $(date +%s) - started )) s: $out/summary.json, $out/curve.png"

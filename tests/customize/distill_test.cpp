@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "customize/distill.h"
+#include "models/text_pool.h"
+
+using namespace edgefm;
+using namespace edgefm::customize;
+
+TEST(DistillLoss, MseMatchesHandComputedValue) {
+  // ||(1,0)-(0.6,0.8)||^2 = 0.16 + 0.64 = 0.8; second pair identical -> mean 0.4
+  const float student[] = {1, 0, 0, 1};
+  const float fm[] = {0.6f, 0.8f, 0, 1};
+  EXPECT_NEAR(mse_loss(student, fm, 2, 2), 0.4, 1e-6);
+}
+
+TEST(DistillLoss, InfoNceMatchesHandComputedValue) {
+  const float student[] = {1, 0, 0, 1};
+  const float pool[] = {1, 0, 0, 1};
+  const int right[] = {0, 1};
+  // logits / tau = (2, 0): -log(e^2 / (e^2 + 1)) = log(1 + e^-2)
+  EXPECT_NEAR(info_nce_loss(student, 2, 2, pool, 2, right, 0.5), std::log1p(std::exp(-2.0)), 1e-6);
+  const int wrong[] = {1, 0};
+  EXPECT_NEAR(info_nce_loss(student, 2, 2, pool, 2, wrong, 0.5), std::log1p(std::exp(2.0)), 1e-5);
+  // a lower temperature sharpens: the right answer costs less
+  EXPECT_LT(info_nce_loss(student, 2, 2, pool, 2, right, 0.1),
+            info_nce_loss(student, 2, 2, pool, 2, right, 0.5));
+}
+
+TEST(DistillLoss, PseudoLabelIsTheNearestPoolVector) {
+  models::TextPool pool(2);
+  pool.set("x", {1, 0});
+  pool.set("y", {0, 1});
+  std::vector<float> fm = {0.9f, 0.1f, 0.2f, 0.98f, -1, 0};
+  EXPECT_EQ(pseudo_label(fm, pool), (std::vector<int>{0, 1, 1}));
+  EXPECT_THROW(pseudo_label({1, 2, 3}, pool), Error);
+}
+
+TEST(Distill, RejectsEmptyAndMismatchedSets) {
+  models::TextPool pool(4);
+  pool.set("x", {1, 0, 0, 0});
+  DistillSet empty;
+  EXPECT_THROW(distill(empty, pool, distill_default_params()), Error);
+  DistillSet wrong;
+  wrong.images.assign(784, 0.5f);
+  wrong.fm_embeddings.assign(3, 0.0f);  // should be 4
+  wrong.pseudo_labels = {0};
+  EXPECT_THROW(distill(wrong, pool, distill_default_params()), Error);
+}
+
+// Distillation really moves the student towards the FM: on a tiny synthetic task (two
+// patterns, two pool vectors) the trained student classifies both correctly.
+TEST(Distill, LearnsASyntheticTwoClassTask) {
+  models::TextPool pool(8);
+  std::vector<float> a(8, 0), b(8, 0);
+  a[0] = 1;
+  b[1] = 1;
+  pool.set("left", a);
+  pool.set("right", b);
+  DistillSet set;
+  for (int i = 0; i < 64; ++i) {
+    bool left = i % 2 == 0;
+    for (int r = 0; r < 28; ++r) {
+      for (int c = 0; c < 28; ++c) set.images.push_back((c < 14) == left ? 1.0f : 0.0f);
+    }
+    const auto& target = left ? a : b;
+    set.fm_embeddings.insert(set.fm_embeddings.end(), target.begin(), target.end());
+    set.pseudo_labels.push_back(left ? 0 : 1);
+  }
+  auto params = distill_default_params();
+  params.epochs = 10;
+  params.batch_size = 16;
+  params.augment = false;  // a flip would swap the halves and make the task unlearnable
+  auto result = distill(set, pool, params);
+  ASSERT_NE(result.student, nullptr);
+  EXPECT_EQ(result.summary["samples"], 64);
+  std::vector<float> out(2 * 8);
+  result.student->embed(set.images.data(), 2, out.data());  // one left, one right image
+  EXPECT_GT(out[0], out[1]);          // left image nearest "left"
+  EXPECT_GT(out[8 + 1], out[8 + 0]);  // right image nearest "right"
+  EXPECT_LT(result.final_mse, 0.5);
+}

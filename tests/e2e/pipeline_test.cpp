@@ -1,0 +1,89 @@
+// End to end through the real program: FM training, customization and evaluation on a
+// small subset. The distilled student must beat an untrained one by a clear margin.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/json_io.h"
+#include "customize/job.h"
+#include "data/dataset.h"
+#include "models/edge.h"
+#include "models/foundation.h"
+#include "models/student.h"
+#include "support/fixtures.h"
+
+using namespace edgefm;
+
+namespace {
+
+double accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
+                const data::Dataset& test) {
+  auto e = customize::embed_dataset(encoder, pool, test);
+  auto to_label = customize::pool_to_label(pool, test);
+  size_t correct = 0;
+  for (size_t i = 0; i < e.n; ++i) correct += to_label[e.predictions[i]] == test.labels[i];
+  return static_cast<double>(correct) / e.n;
+}
+
+TEST(Pipeline, DistilledStudentBeatsAnUntrainedOne) {
+  const auto& fixture = testing::small_models();
+  auto test = data::load_dataset(data::fashion_mnist_description(), data::Part::test, 1000);
+  auto student = models::load_student(fixture.student);
+  auto untrained = models::make_edge_model(student.encoder->arch(), student.pool.dim(), 3);
+  double trained_accuracy = accuracy(*student.encoder, student.pool, test);
+  double untrained_accuracy = accuracy(*untrained, student.pool, test);
+  EXPECT_GT(trained_accuracy, untrained_accuracy + 0.3)
+      << "trained " << trained_accuracy << " untrained " << untrained_accuracy;
+  EXPECT_GT(trained_accuracy, 0.6);
+  // The artifact carries what the edge needs to route.
+  EXPECT_TRUE(student.meta.contains("score"));
+  EXPECT_TRUE(student.meta.contains("calibration"));
+  EXPECT_EQ(student.meta["customize"]["uploaded"], 2000);  // 50 % of 4000 training images
+}
+
+TEST(Pipeline, FmIsMuchLargerThanTheSmallestEdgeModel) {
+  auto fm = models::load_foundation_model(testing::small_models().fm);
+  // The fixture FM is narrow (width 8) to train fast; the default width is 32.
+  auto smallest = models::make_edge_model(models::edge_architectures().front().name, 128);
+  EXPECT_GT(fm.image->parameter_count(), smallest->parameter_count());
+  ASSERT_NE(fm.text, nullptr);
+  EXPECT_EQ(fm.text->embed("a photo of a coat").size(), static_cast<size_t>(fm.pool.dim()));
+  EXPECT_THROW(fm.text->embed("a photo of a dog"), Error);
+}
+
+TEST(Pipeline, EvalCommandWritesJsonCurveAndPlot) {
+  const auto& fixture = testing::small_models();
+  auto dir = std::filesystem::path(testing::fixture_dir()) / "eval";
+  std::string command = std::string(EDGEFM_BIN) + " eval --fm " + fixture.fm + " --student " +
+                        fixture.student + " --test-limit 600 --train-limit 4000 --open-set " +
+                        EDGEFM_SOURCE_DIR + "/configs/split-default.json=" + fixture.seen_student +
+                        " --out-dir " + dir.string() + " --json " + (dir / "eval.json").string() +
+                        " > " + (dir.parent_path() / "eval.log").string() + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  auto report = read_json_file(dir / "eval.json");
+  for (const char* key : {"accuracy", "params", "latency_ms_b1"}) {
+    EXPECT_TRUE(report["fm"].contains(key)) << key;
+    EXPECT_TRUE(report["edge"].contains(key)) << key;
+  }
+  double offload = report["edgefm"]["offload_ratio"];
+  EXPECT_GE(offload, 0.0);
+  EXPECT_LE(offload, 1.0);
+  EXPECT_GT(report["open_set"]["auroc"].get<double>(), 0.5);
+  EXPECT_TRUE(std::filesystem::exists(dir / "curve.csv"));
+  EXPECT_EQ(report["open_set"]["splits"][0]["scores"].size(), 9u);  // 8 scores + routing
+}
+
+TEST(Pipeline, BadInputsGetClearErrors) {
+  std::string bin = EDGEFM_BIN;
+  auto run = [&](const std::string& args) {
+    return std::system((bin + " " + args + " > /dev/null 2>&1").c_str());
+  };
+  EXPECT_NE(run("eval --fm /nonexistent.pt"), 0);
+  EXPECT_NE(run("customize --fm " + testing::small_models().fm + " --arch resnet-9000"), 0);
+  EXPECT_NE(run("customize --fm " + testing::small_models().fm + " --strategy best"), 0);
+  EXPECT_NE(run("no-such-command"), 0);
+  EXPECT_EQ(run("--help"), 0);
+}
+
+}  // namespace
