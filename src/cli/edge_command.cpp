@@ -39,7 +39,7 @@ struct EdgeCommandOptions {
   std::string split_path;
   std::string log_path;
   std::string json_path;
-  int max_in_flight = 8;
+  int max_in_flight = 32;
   double cloud_timeout_ms = 0.0;
   double timeout_factor = 10.0;
   double nominal_rtt_ms = 80.0;

@@ -47,9 +47,14 @@ void NetworkEstimator::add(const TransferSample& sample) {
   const double transfer_ms = std::max(sample.call_ms - server_ms, 0.0);
   ++samples_;
 
-  recent_transfer_ms_.push_back(transfer_ms);
-  if (recent_transfer_ms_.size() > options_.rtt_window) recent_transfer_ms_.pop_front();
-  const double rtt_ms = *std::min_element(recent_transfer_ms_.begin(), recent_transfer_ms_.end());
+  if (!sample.censored) {
+    recent_transfer_ms_.push_back(transfer_ms);
+    if (recent_transfer_ms_.size() > options_.rtt_window) recent_transfer_ms_.pop_front();
+  }
+  const double rtt_ms =
+      recent_transfer_ms_.empty()
+          ? options_.nominal_rtt_ms
+          : *std::min_element(recent_transfer_ms_.begin(), recent_transfer_ms_.end());
 
   const double excess_ms = std::max(transfer_ms - rtt_ms, options_.min_excess_ms);
   recent_ms_per_byte_.push_back(excess_ms / static_cast<double>(sample.bytes_sent));

@@ -5,8 +5,8 @@
 // Each finished call gives one transfer sample: the request body bytes, the wall time of the
 // call and the time the server says it spent. The network part of the call is
 //   transfer_ms = call_ms - server_ms.
-// - RTT: the smallest transfer time among the last `rtt_window` samples (the path's floor:
-//   one slow transfer cannot raise a minimum).
+// - RTT: the smallest transfer time among the last `rtt_window` finished calls (the path's
+//   floor: one slow transfer cannot raise a minimum).
 // - Uplink bandwidth, effective: the rate that explains the transfer time above that floor,
 //   bytes * 8 / (transfer_ms - rtt). Queueing at the bottleneck therefore reads as less
 //   bandwidth, which is what the latency model t_trans = rtt + bytes * 8 / bw needs. The
@@ -37,6 +37,9 @@ struct TransferSample {
   int64_t bytes_sent = 0;   // request body bytes
   double call_ms = 0.0;     // wall time of the call as the edge saw it
   double server_ms = -1.0;  // time the server reported (queue + compute); < 0: unknown
+  // The call had not finished after call_ms (the edge gave up waiting): a lower bound. It
+  // counts for the bandwidth, not for the RTT floor.
+  bool censored = false;
 };
 
 struct NetworkEstimate {

@@ -110,6 +110,9 @@ std::vector<LogPoint> read_log(const fs::path& path) {
     p.est_uplink_bps = j.value("est_uplink_bps", 0.0);
     points.push_back(p);
   }
+  // The log is in answer order; plots over time want arrival order.
+  std::stable_sort(points.begin(), points.end(),
+                   [](const LogPoint& a, const LogPoint& b) { return a.arrival_s < b.arrival_s; });
   return points;
 }
 

@@ -26,7 +26,7 @@ struct ExperimentOptions {
   double accuracy_gap = 0.005;        // derived L_app: accuracy within this of the best
   double nominal_uplink_mbps = 5.0;   // the trace-independent nominal uplink
   double cloud_timeout_ms = 0.0;      // edge --cloud-timeout-ms (0: its default)
-  int max_in_flight = 8;
+  int max_in_flight = 32;
   std::string split_path;             // edge --split
   std::string data_path;              // edge --data
   std::string token;                  // bearer token between edge and serve

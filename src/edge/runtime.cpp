@@ -586,7 +586,7 @@ struct EdgeRuntime::Impl {
         if (timed_out) {
           bytes = static_cast<int64_t>(payload_bytes);
           if (!p.censored.load()) {
-            estimator.add({bytes, call_ms, -1.0});
+            estimator.add({bytes, call_ms, -1.0, true});
           }
         }
       }
@@ -635,7 +635,7 @@ struct EdgeRuntime::Impl {
           std::lock_guard<std::mutex> state_lock(state_mutex);
           p->censored = true;
           answer.bytes_sent = static_cast<int64_t>(payload_bytes);
-          estimator.add({answer.bytes_sent, ms_between(p->arrival, Clock::now()), -1.0});
+          estimator.add({answer.bytes_sent, ms_between(p->arrival, Clock::now()), -1.0, true});
           maybe_research_locked(Clock::now());
         }
         answer_once(*p, std::move(answer), AnswerRoute::fallback, "timeout");

@@ -76,7 +76,7 @@ struct RuntimeOptions {
   // fixed: the threshold in force; NaN: searched once at the nominal network.
   double fixed_threshold = std::numeric_limits<double>::quiet_NaN();
   cloud::ClientOptions client = cloud::client_default_options();  // url, token, model names
-  int max_in_flight = 8;      // cloud calls at once (worker threads, one connection each)
+  int max_in_flight = 32;     // cloud calls at once (worker threads, one connection each)
   size_t max_queued = 1024;   // cloud-bound samples waiting for a worker; beyond: fallback
   // A cloud-bound sample is answered as fallback when the cloud has not answered within
   // this time of its arrival. 0: derived, timeout_factor x l_app_ms (at least

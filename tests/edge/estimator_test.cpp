@@ -84,6 +84,20 @@ TEST(NetworkEstimator, RttFloorFollowsALongerPathAfterItsWindow) {
   EXPECT_NEAR(estimator.estimate().rtt_ms, 120.0, 1e-9);
 }
 
+TEST(NetworkEstimator, CensoredTransfersRaiseTheCostButNotTheRttFloor) {
+  NetworkEstimator estimator(options_at(80.0, 5e6));
+  for (int i = 0; i < 10; ++i) estimator.add({1000, 80.0 + (i % 3), -1.0});
+  // The link stalls: calls are given up after 300 ms, still unfinished.
+  for (int i = 0; i < 20; ++i) estimator.add({1000, 300.0, -1.0, true});
+  EXPECT_NEAR(estimator.estimate().rtt_ms, 80.0, 1e-9);
+  EXPECT_NEAR(estimator.predicted_transfer_ms(1000), 300.0, 10.0);
+  // Only censored samples so far: the floor stays the nominal one.
+  NetworkEstimator fresh(options_at(80.0, 5e6));
+  fresh.add({1000, 500.0, -1.0, true});
+  EXPECT_DOUBLE_EQ(fresh.estimate().rtt_ms, 80.0);
+  EXPECT_EQ(fresh.estimate().samples, 1u);
+}
+
 TEST(NetworkEstimator, ServerTimeIsNotNetworkTime) {
   NetworkEstimator estimator(options_at(80.0, 5e6));
   for (int i = 0; i < 20; ++i) estimator.add({1000, 60.0 + 300.0, 300.0});

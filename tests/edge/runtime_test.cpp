@@ -36,7 +36,7 @@ cloud::ServerOptions server_options(int port = 0) {
   o.port = port;
   o.max_batch = 8;
   o.max_queue_delay_us = 500;
-  o.threads = 16;
+  o.threads = 64;  // above the runtime's 32 keep-alive connections
   o.keep_alive_timeout_s = 2;
   return o;
 }

@@ -1,0 +1,185 @@
+// End to end: the real `edgefm` program as three processes (serve, link, edge) on 127.0.0.1
+// with the small real models of tests/support, on a short stream; then a short
+// `edgefm experiment` on one trace.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "common/json_io.h"
+#include "edge/process.h"
+#include "support/fixtures.h"
+
+namespace edgefm {
+namespace {
+namespace fs = std::filesystem;
+
+fs::path scratch(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() /
+                 ("edgefm-e2e-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+int wait_for_port(edge::ChildProcess& child, const fs::path& file) {
+  for (int i = 0; i < 1200; ++i) {
+    std::ifstream in(file);
+    int port = 0;
+    if (in >> port && port > 0) return port;
+    if (!child.running()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << child.command_line() << " did not start:\n" << child.log_tail();
+  return 0;
+}
+
+const std::string kTrace = std::string(EDGEFM_TRACE_DIR) + "/Verizon-LTE-short.up";
+
+struct LiveSetup {
+  fs::path dir;
+  std::unique_ptr<edge::ChildProcess> serve, link;
+  int link_port = 0;
+
+  explicit LiveSetup(const std::string& name) : dir(scratch(name)) {
+    const auto& models = testing::small_models();
+    serve = std::make_unique<edge::ChildProcess>(
+        EDGEFM_BIN,
+        std::vector<std::string>{"serve", "--fm", models.fm, "--port", "0", "--port-file",
+                                 (dir / "serve.port").string(), "--token", "e2e"},
+        (dir / "serve.log").string());
+    const int serve_port = wait_for_port(*serve, dir / "serve.port");
+    link = std::make_unique<edge::ChildProcess>(
+        EDGEFM_BIN,
+        std::vector<std::string>{"link", "--listen", "127.0.0.1:0", "--upstream",
+                                 "127.0.0.1:" + std::to_string(serve_port), "--uplink-trace",
+                                 kTrace, "--delay-ms", "20", "--port-file",
+                                 (dir / "link.port").string()},
+        (dir / "link.log").string());
+    link_port = wait_for_port(*link, dir / "link.port");
+  }
+  ~LiveSetup() {
+    link.reset();
+    serve.reset();
+    fs::remove_all(dir);
+  }
+
+  // Runs `edgefm edge` to the end; returns its --json summary.
+  json run_edge(const std::string& policy, int samples, const std::string& log) {
+    edge::ChildProcess edge(
+        EDGEFM_BIN,
+        {"edge", "--student", testing::small_models().student, "--server",
+         "http://127.0.0.1:" + std::to_string(link_port), "--token", "e2e", "--policy", policy,
+         "--l-app-ms", "20", "--rate", "200", "--samples", std::to_string(samples), "--log",
+         (dir / log).string(), "--json", (dir / (policy + ".json")).string(), "--quiet"},
+        (dir / (policy + "-edge.log")).string());
+    auto status = edge.wait_for(std::chrono::seconds(120));
+    EXPECT_TRUE(status.has_value()) << "edge did not finish:\n" << edge.log_tail();
+    EXPECT_EQ(status.value_or(-1), 0) << edge.log_tail();
+    return read_json_file(dir / (policy + ".json"));
+  }
+};
+
+TEST(EdgeLive, ServeLinkAndEdgeAnswerEverySample) {
+  LiveSetup live("live");
+  const int n = 300;
+  json s = live.run_edge("edgefm", n, "edgefm.jsonl");
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s.at("samples").get<int>(), n);
+  const json& counts = s.at("counts");
+  const int edge = counts.at("edge"), cloud = counts.at("cloud"), fallback = counts.at("fallback");
+  EXPECT_EQ(edge + cloud + fallback, n);
+  EXPECT_GT(cloud, 0);  // the budget leaves room for some cloud answers
+  EXPECT_GT(s.at("bytes_up").get<int64_t>(), static_cast<int64_t>(cloud) * 784);
+  EXPECT_GT(s.at("accuracy").get<double>(), 0.3);
+  EXPECT_LE(s.at("accuracy").get<double>(), 1.0);
+  EXPECT_NEAR(s.at("offload_ratio").get<double>(), static_cast<double>(cloud + fallback) / n, 1e-9);
+  EXPECT_LE(s.at("latency_ms_p50").get<double>(), s.at("latency_ms_p95").get<double>());
+  EXPECT_LE(s.at("latency_ms_p95").get<double>(), s.at("latency_ms_p99").get<double>());
+  EXPECT_GE(s.at("runtime").at("threshold_searches").get<int>(), 1);
+
+  // The log: one line per sample, each id once, provenance as counted.
+  std::ifstream log(live.dir / "edgefm.jsonl");
+  std::string line;
+  std::set<uint64_t> ids;
+  int lines = 0, cloud_lines = 0;
+  while (std::getline(log, line)) {
+    json a = json::parse(line);
+    ++lines;
+    ids.insert(a.at("id").get<uint64_t>());
+    cloud_lines += a.at("route") == "cloud";
+    EXPECT_TRUE(a.contains("threshold"));
+    EXPECT_TRUE(a.contains("est_uplink_bps"));
+    EXPECT_FALSE(a.at("truth").is_null());
+  }
+  EXPECT_EQ(lines, n);
+  EXPECT_EQ(ids.size(), static_cast<size_t>(n));
+  EXPECT_EQ(cloud_lines, cloud);
+}
+
+TEST(EdgeLive, CloudOnlyThroughTheLinkAndLosingTheCloud) {
+  LiveSetup live("cloud");
+  json s = live.run_edge("cloud-only", 150, "cloud.jsonl");
+  const json& counts = s.at("counts");
+  EXPECT_EQ(counts.at("edge").get<int>(), 0);
+  EXPECT_EQ(counts.at("cloud").get<int>() + counts.at("fallback").get<int>(), 150);
+  EXPECT_GT(counts.at("cloud").get<int>(), 100);
+  // Every cloud answer crossed the 2 x 20 ms link.
+  EXPECT_GT(s.at("latency_ms_p50").get<double>(), 40.0);
+
+  // The cloud service goes away: every sample is still answered, from the edge.
+  live.serve->stop();
+  json down = live.run_edge("cloud-only", 100, "down.jsonl");
+  EXPECT_EQ(down.at("counts").at("fallback").get<int>(), 100);
+  EXPECT_EQ(down.at("samples").get<int>(), 100);
+}
+
+TEST(EdgeLive, ShortExperimentWritesEveryResult) {
+  const fs::path dir = scratch("experiment");
+  const auto& models = testing::small_models();
+  edge::ChildProcess experiment(
+      EDGEFM_BIN,
+      {"experiment", "--fm", models.fm, "--student", models.student, "--traces",
+       "Verizon-LTE-short", "--trace-dir", EDGEFM_TRACE_DIR, "--samples", "120", "--rate", "200",
+       "--out", dir.string()},
+      (dir / "experiment.log").string());
+  auto status = experiment.wait_for(std::chrono::seconds(240));
+  ASSERT_TRUE(status.has_value()) << experiment.log_tail();
+  ASSERT_EQ(*status, 0) << experiment.log_tail();
+
+  json rows = read_json_file(dir / "results.json");
+  ASSERT_TRUE(rows.is_array());
+  ASSERT_EQ(rows.size(), 4u);
+  std::set<std::string> policies;
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.at("trace"), "Verizon-LTE-short");
+    policies.insert(row.at("policy").get<std::string>());
+    for (const char* field : {"accuracy", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95",
+                              "latency_ms_p99", "slo_violation_rate", "offload_ratio", "bytes_up"}) {
+      EXPECT_TRUE(row.contains(field)) << field;
+    }
+    EXPECT_EQ(row.at("edge").get<int>() + row.at("cloud").get<int>() +
+                  row.at("fallback").get<int>(),
+              120);
+    if (row.at("policy") == "edge-only") {
+      EXPECT_EQ(row.at("bytes_up").get<int64_t>(), 0);
+      EXPECT_EQ(row.at("offload_ratio").get<double>(), 0.0);
+    }
+    if (row.at("policy") == "cloud-only") {
+      EXPECT_EQ(row.at("offload_ratio").get<double>(), 1.0);
+    }
+  }
+  EXPECT_EQ(policies, (std::set<std::string>{"edge-only", "cloud-only", "fixed", "edgefm"}));
+  EXPECT_TRUE(fs::exists(dir / "results.csv"));
+  EXPECT_TRUE(fs::exists(dir / "results.md"));
+  EXPECT_TRUE(fs::exists(dir / "setup.json"));
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace edgefm
