@@ -235,20 +235,30 @@ TEST(EdgeRuntime, SlowCloudFallsBackAtTheDeadlineWithoutBlockingEdgeAnswers) {
   o.cloud_timeout_ms = 100.0;
   o.max_in_flight = 2;
   RuntimeStats s;
+  size_t answered_inline = 0, confident = 0;
   {
     EdgeRuntime runtime(model.edge_model(), o, recorder.sink());
-    feed(runtime, 0, 40, std::chrono::milliseconds(5));
+    for (uint64_t i = 0; i < 40; ++i) {
+      runtime.process(sample_at(i));
+      // A confident sample is answered before process() returns, stuck cloud calls or not.
+      if (model.scores[i] >= model.median_score()) {
+        ++confident;
+        std::lock_guard<std::mutex> lock(recorder.mutex);
+        answered_inline += recorder.answers.count(i);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     runtime.drain();
     s = runtime.stats();
   }
+  EXPECT_GT(confident, 0u);
+  EXPECT_EQ(answered_inline, confident);
   ASSERT_EQ(recorder.answers.size(), 40u);
   EXPECT_EQ(recorder.duplicates, 0);
   size_t timeouts = 0;
   for (const auto& [id, a] : recorder.answers) {
     if (model.scores[id] >= model.median_score()) {
       EXPECT_EQ(a.route, AnswerRoute::edge);
-      // Given inline, not behind the stuck cloud calls.
-      EXPECT_LT(a.latency_ms, 100.0);
     } else {
       EXPECT_EQ(a.route, AnswerRoute::fallback);
       EXPECT_GE(a.latency_ms, 99.0);
