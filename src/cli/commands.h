@@ -11,6 +11,7 @@ void add_customize_command(CLI::App& app);  // customize
 void add_eval_command(CLI::App& app);       // eval
 void add_link_command(CLI::App& app);       // link (trace-driven link emulator)
 void add_serve_command(CLI::App& app);      // serve (cloud service, Open Inference Protocol)
+void add_profile_command(CLI::App& app);    // profile (edge architectures' cost on this device)
 void add_edge_command(CLI::App& app);       // edge (edge runtime on a replayed stream)
 void add_experiment_command(CLI::App& app); // experiment (serve + link + edge per trace, policy)
 

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   edgefm::cli::add_eval_command(app);
   edgefm::cli::add_link_command(app);
   edgefm::cli::add_serve_command(app);
+  edgefm::cli::add_profile_command(app);
   edgefm::cli::add_edge_command(app);
   edgefm::cli::add_experiment_command(app);
   try {

@@ -6,13 +6,16 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cloud/customization.h"
 #include "cloud/server.h"
 #include "common/error.h"
 #include "common/json_io.h"
 #include "common/threads.h"
+#include "customize/service_job.h"
 #include "models/edge.h"
 
 namespace edgefm::cli {
@@ -24,6 +27,8 @@ struct ServeCommandOptions {
   double max_request_mb = 16;
   std::string port_file;
   std::string json_path;
+  std::string customization_dir;  // empty: no customization service
+  size_t customization_max_jobs = 16;
 };
 
 volatile std::sig_atomic_t g_serve_stop_signal = 0;
@@ -46,7 +51,19 @@ void run_serve(ServeCommandOptions& o) {
   models::configure_torch_threads();
   models::FoundationModel fm = o.fm.load();
   const auto started = std::chrono::steady_clock::now();
-  cloud::CloudServer server(fm, o.server);
+  // The customization service outlives the server that routes to it.
+  std::unique_ptr<cloud::CustomizationService> customization;
+  std::vector<cloud::ServerExtension> extensions;
+  if (!o.customization_dir.empty()) {
+    cloud::CustomizationOptions c = cloud::customization_default_options();
+    c.root = o.customization_dir;
+    c.sample_shape = fm.image->input_shape();
+    c.max_queued_jobs = o.customization_max_jobs;
+    customization = std::make_unique<cloud::CustomizationService>(
+        c, customize::make_job_runner(fm), customize::make_job_validator(fm));
+    extensions.push_back(customization->extension());
+  }
+  cloud::CloudServer server(fm, o.server, std::move(extensions));
   if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(server.port()) + "\n");
   const auto shape = fm.image->input_shape();
   std::fprintf(stderr,
@@ -57,6 +74,10 @@ void run_serve(ServeCommandOptions& o) {
                fm.pool.size(), o.server.text_model.c_str(), o.server.max_batch,
                static_cast<long long>(o.server.max_queue_delay_us), o.server.threads,
                o.server.device.c_str(), o.server.token.empty() ? "off" : "bearer token");
+  if (customization) {
+    std::fprintf(stderr, "[serve] customization service on /v2/customization (folder %s)\n",
+                 o.customization_dir.c_str());
+  }
   std::fflush(stderr);
 
   while (g_serve_stop_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -64,6 +85,7 @@ void run_serve(ServeCommandOptions& o) {
                static_cast<int>(g_serve_stop_signal));
   std::fflush(stderr);
   server.stop();
+  if (customization) customization->stop();  // a running job stops at its next step
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
 
@@ -142,6 +164,14 @@ void add_serve_command(CLI::App& app) {
                       "where the FM runs: cpu, or cuda when the linked LibTorch has CUDA")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  command->add_option("--customization-dir", options->customization_dir,
+                      "serve the customization service (/v2/customization: sample upload, "
+                      "jobs, versioned artifacts; docs/customization.md) keeping its samples, "
+                      "jobs and artifacts in this folder (default: off)");
+  command->add_option("--customization-max-jobs", options->customization_max_jobs,
+                      "customization jobs that may wait at once; more are answered 429")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   command->add_option("--port-file", options->port_file,
                       "write the listening port to this file once listening (for scripts "
                       "using --port 0)");
