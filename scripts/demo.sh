@@ -2,8 +2,9 @@
 # The main job end to end on the embedded default: train (or reuse) the reference FM on
 # Fashion-MNIST, customize the smallest edge model from at most 20 % of the training images
 # chosen by the selection strategy, customize two seen-classes-only students for the
-# open-set evaluation, evaluate everything, and print a short table.
-# Results: out/demo/summary.json (schema in README.md), curve.csv, curve.png.
+# open-set evaluation, evaluate everything, print a short table, then run a short live
+# experiment (cloud service + link emulator on a real uplink trace + edge runtime).
+# Results: out/demo/summary.json (schema in README.md), curve.csv, curve.png, experiment/.
 #
 #   scripts/demo.sh            FM_EPOCHS=3 by default; FM_EPOCHS=12 is the longer setting
 set -euo pipefail
@@ -20,26 +21,31 @@ fm=models/fm-e${FM_EPOCHS}.pt
 started=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - started )) s)"; }
 
-step "1/4 reference FM ($FM_EPOCHS epochs; reused when $fm exists)"
+step "1/5 reference FM ($FM_EPOCHS epochs; reused when $fm exists)"
 $bin fm train --epochs "$FM_EPOCHS" --out "$fm" --reuse --json "$out/fm-train.json"
 
-step "2/4 customize tiny-cnn from 20 % of the training images (lowest margin + diversity)"
+step "2/5 customize tiny-cnn from 20 % of the training images (lowest margin + diversity)"
 $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
   --out models/student.pt --json "$out/customize.json"
 
-step "3/4 customize on seen classes only, for the open-set evaluation (two splits)"
+step "3/5 customize on seen classes only, for the open-set evaluation (two splits)"
 $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
-  --split configs/split-default.json --out models/student-seen-default.pt \
+  --outliers 0.5 --split configs/split-default.json --out models/student-seen-default.pt \
   --json "$out/customize-seen-default.json"
 $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
-  --split configs/split-even.json --out models/student-seen-even.pt \
+  --outliers 0.5 --split configs/split-even.json --out models/student-seen-even.pt \
   --json "$out/customize-seen-even.json"
 
-step "4/4 evaluate: FM only, edge only, EdgeFM at the searched threshold, open set"
+step "4/5 evaluate: FM only, edge only, EdgeFM at the searched threshold, open set"
 $bin eval --fm "$fm" --student models/student.pt \
   --open-set configs/split-default.json=models/student-seen-default.pt \
   --open-set configs/split-even.json=models/student-seen-even.pt \
   --out-dir "$out" --json "$out/summary.json"
+
+step "5/5 live: cloud service, link emulator on a cellular trace and edge runtime as processes"
+$bin experiment --fm "$fm" --student models/student.pt --traces Verizon-LTE-short \
+  --samples "${EXPERIMENT_SAMPLES:-1000}" --out "$out/experiment"
+cat "$out/experiment/results.md"
 
 echo
 echo "demo finished in $(( $(date +%s) - started )) s: $out/summary.json, $out/curve.png"

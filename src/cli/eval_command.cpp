@@ -26,7 +26,7 @@ struct EvalOptions {
   FmOptions fm;
   std::string student = "models/student.pt";
   std::vector<std::string> open_set;  // SPLIT_JSON=STUDENT
-  double l_app_ms = 15;
+  double l_app_ms = 14;
   double rtt_ms = 80;
   double bandwidth_mbps = 1.0;
   double payload_bytes = 1100;

@@ -70,13 +70,13 @@ std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
 IdxImages read_idx_images(const std::filesystem::path& path) {
   auto bytes = read_maybe_gzipped(path);
   const std::string where = "IDX images '" + path.string() + "'";
-  if (bytes.size() < 16) {
-    fail_expected(where, "a 16-byte header", std::to_string(bytes.size()) + " bytes");
-  }
-  uint32_t magic = read_be32(bytes, 0);
-  if (magic != kImagesMagic) {
+  uint32_t magic = bytes.size() >= 4 ? read_be32(bytes, 0) : 0;
+  if (bytes.size() >= 4 && magic != kImagesMagic) {
     fail_expected(where, "magic " + hex32(kImagesMagic) + " (unsigned-byte 3-D images)",
                   hex32(magic) + (magic == kLabelsMagic ? " (a labels file)" : ""));
+  }
+  if (bytes.size() < 16) {
+    fail_expected(where, "a 16-byte header", std::to_string(bytes.size()) + " bytes");
   }
   IdxImages images;
   images.count = read_be32(bytes, 4);
@@ -106,13 +106,13 @@ IdxImages read_idx_images(const std::filesystem::path& path) {
 std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
   auto bytes = read_maybe_gzipped(path);
   const std::string where = "IDX labels '" + path.string() + "'";
-  if (bytes.size() < 8) {
-    fail_expected(where, "an 8-byte header", std::to_string(bytes.size()) + " bytes");
-  }
-  uint32_t magic = read_be32(bytes, 0);
-  if (magic != kLabelsMagic) {
+  uint32_t magic = bytes.size() >= 4 ? read_be32(bytes, 0) : 0;
+  if (bytes.size() >= 4 && magic != kLabelsMagic) {
     fail_expected(where, "magic " + hex32(kLabelsMagic) + " (unsigned-byte 1-D labels)",
                   hex32(magic) + (magic == kImagesMagic ? " (an images file)" : ""));
+  }
+  if (bytes.size() < 8) {
+    fail_expected(where, "an 8-byte header", std::to_string(bytes.size()) + " bytes");
   }
   uint32_t count = read_be32(bytes, 4);
   uint64_t present = bytes.size() - 8;

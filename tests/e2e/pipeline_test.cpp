@@ -27,7 +27,7 @@ double accuracy(const models::ImageEncoder& encoder, const models::TextPool& poo
 }
 
 TEST(Pipeline, DistilledStudentBeatsAnUntrainedOne) {
-  const auto& fixture = testing::small_models();
+  const auto& fixture = edgefm::testing::small_models();
   auto test = data::load_dataset(data::fashion_mnist_description(), data::Part::test, 1000);
   auto student = models::load_student(fixture.student);
   auto untrained = models::make_edge_model(student.encoder->arch(), student.pool.dim(), 3);
@@ -43,7 +43,7 @@ TEST(Pipeline, DistilledStudentBeatsAnUntrainedOne) {
 }
 
 TEST(Pipeline, FmIsMuchLargerThanTheSmallestEdgeModel) {
-  auto fm = models::load_foundation_model(testing::small_models().fm);
+  auto fm = models::load_foundation_model(edgefm::testing::small_models().fm);
   // The fixture FM is narrow (width 8) to train fast; the default width is 32.
   auto smallest = models::make_edge_model(models::edge_architectures().front().name, 128);
   EXPECT_GT(fm.image->parameter_count(), smallest->parameter_count());
@@ -53,8 +53,8 @@ TEST(Pipeline, FmIsMuchLargerThanTheSmallestEdgeModel) {
 }
 
 TEST(Pipeline, EvalCommandWritesJsonCurveAndPlot) {
-  const auto& fixture = testing::small_models();
-  auto dir = std::filesystem::path(testing::fixture_dir()) / "eval";
+  const auto& fixture = edgefm::testing::small_models();
+  auto dir = std::filesystem::path(edgefm::testing::fixture_dir()) / "eval";
   std::string command = std::string(EDGEFM_BIN) + " eval --fm " + fixture.fm + " --student " +
                         fixture.student + " --test-limit 600 --train-limit 4000 --open-set " +
                         EDGEFM_SOURCE_DIR + "/configs/split-default.json=" + fixture.seen_student +
@@ -69,7 +69,15 @@ TEST(Pipeline, EvalCommandWritesJsonCurveAndPlot) {
   double offload = report["edgefm"]["offload_ratio"];
   EXPECT_GE(offload, 0.0);
   EXPECT_LE(offload, 1.0);
-  EXPECT_GT(report["open_set"]["auroc"].get<double>(), 0.5);
+  // Seen-only student: the feature-space knn score separates unseen classes better than
+  // chance even on this small fixture (the margin need not: the paper's score is often
+  // confidently wrong on classes the student never saw).
+  const auto& scores = report["open_set"]["splits"][0]["scores"];
+  EXPECT_GT(scores["knn"]["auroc"].get<double>(), 0.6);
+  for (const auto& [name, m] : scores.items()) {
+    EXPECT_GE(m["auroc"].get<double>(), 0.0) << name;
+    EXPECT_LE(m["auroc"].get<double>(), 1.0) << name;
+  }
   EXPECT_TRUE(std::filesystem::exists(dir / "curve.csv"));
   EXPECT_EQ(report["open_set"]["splits"][0]["scores"].size(), 9u);  // 8 scores + routing
 }
@@ -80,8 +88,8 @@ TEST(Pipeline, BadInputsGetClearErrors) {
     return std::system((bin + " " + args + " > /dev/null 2>&1").c_str());
   };
   EXPECT_NE(run("eval --fm /nonexistent.pt"), 0);
-  EXPECT_NE(run("customize --fm " + testing::small_models().fm + " --arch resnet-9000"), 0);
-  EXPECT_NE(run("customize --fm " + testing::small_models().fm + " --strategy best"), 0);
+  EXPECT_NE(run("customize --fm " + edgefm::testing::small_models().fm + " --arch resnet-9000"), 0);
+  EXPECT_NE(run("customize --fm " + edgefm::testing::small_models().fm + " --strategy best"), 0);
   EXPECT_NE(run("no-such-command"), 0);
   EXPECT_EQ(run("--help"), 0);
 }
