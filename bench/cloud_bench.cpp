@@ -73,8 +73,12 @@ models::FoundationModel load_model(const BenchOptions& o, std::string& descripti
   if (!o.fm_path.empty() || !o.fm_torchscript.empty()) {
 #ifdef EDGEFM_BENCH_HAS_MODELS
     models::configure_torch_threads();
+    if (!o.fm_torchscript.empty() && o.device != "cpu") {
+      throw Error("--fm-torchscript runs on the CPU only; --device " + o.device + " needs --fm");
+    }
+    // The reference FM's forward runs on --device (the weights are moved there at load).
     auto fm = o.fm_torchscript.empty()
-                  ? models::load_foundation_model(o.fm_path)
+                  ? models::load_foundation_model(o.fm_path, o.device)
                   : models::load_torchscript_foundation_model(o.fm_torchscript, o.fm_pool);
     description = fm.version;
     return fm;
