@@ -49,7 +49,7 @@ void run_serve(ServeCommandOptions& o) {
   sigaction(SIGTERM, &action, &old_term);
 
   models::configure_torch_threads();
-  models::FoundationModel fm = o.fm.load();
+  models::FoundationModel fm = o.fm.load(o.server.device);
   const auto started = std::chrono::steady_clock::now();
   // The customization service outlives the server that routes to it.
   std::unique_ptr<cloud::CustomizationService> customization;
