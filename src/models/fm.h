@@ -14,9 +14,9 @@
 namespace edgefm::models {
 
 struct FmTrainParams {
-  int epochs = 4;
-  int batch_size = 128;
-  double learning_rate = 3e-3;
+  int epochs = 3;            // 91.05 % zero-shot in 351 s on 2 idle cores (README)
+  int batch_size = 256;
+  double learning_rate = 4e-3;
   double weight_decay = 5e-4;
   int embedding_dim = 128;
   int width = 32;       // channels of the first conv block; later blocks use 2x and 4x

@@ -37,7 +37,8 @@ inline const SmallModels& small_models() {
     const std::string bin = EDGEFM_BIN;
     const std::string quiet = " > " + dir + "/log.txt 2>&1";
     if (!fs::exists(m.fm)) {
-      run_or_throw(bin + " fm train --train-limit 4000 --test-limit 500 --epochs 2 --width 8 --out " +
+      run_or_throw(bin + " fm train --train-limit 4000 --test-limit 500 --epochs 2 --width 8 --batch-size 128"
+                   " --lr 0.003 --out " +
                    m.fm + quiet);
     }
     const std::string customize = bin + " customize --fm " + m.fm +
