@@ -54,19 +54,6 @@ Routed apply_threshold(const std::vector<float>& scores, const std::vector<bool>
   return {correct / n, offloaded / n};
 }
 
-std::vector<bool> correct_of(const customize::Embedded& e, const std::vector<int>& to_label,
-                             const std::vector<int>& labels) {
-  std::vector<bool> out(e.n);
-  for (size_t i = 0; i < e.n; ++i) out[i] = to_label[static_cast<size_t>(e.predictions[i])] == labels[i];
-  return out;
-}
-
-double fraction_true(const std::vector<bool>& v) {
-  size_t t = 0;
-  for (bool b : v) t += b;
-  return v.empty() ? 0 : static_cast<double>(t) / v.size();
-}
-
 // Every score (fitting knn/proto on seen-class training images as the student sees them)
 // on the test set: seen-class samples are the positives.
 json open_set_scores(const models::Student& student, const data::Dataset& train,
@@ -114,9 +101,11 @@ void run_eval(const EvalOptions& o) {
 
   // FM-only and edge-only, each against its own pool.
   auto fm_view = customize::embed_dataset(*fm.image, fm.pool, test);
-  auto fm_correct = correct_of(fm_view, customize::pool_to_label(fm.pool, test), test.labels);
+  auto fm_correct = customize::correct_predictions(
+      fm_view, customize::pool_to_label(fm.pool, test), test.labels);
   auto edge_view = customize::embed_dataset(*student.encoder, student.pool, test);
-  auto edge_correct = correct_of(edge_view, customize::pool_to_label(student.pool, test), test.labels);
+  auto edge_correct = customize::correct_predictions(
+      edge_view, customize::pool_to_label(student.pool, test), test.labels);
   auto fm_latency = models::measure_latency(*fm.image, 1);
   auto edge_latency = models::measure_latency(*student.encoder, 1);
 
@@ -152,8 +141,8 @@ void run_eval(const EvalOptions& o) {
     edgefm_series.y.push_back(p.accuracy);
   }
   eval::write_csv(o.out_dir + "/curve.csv", {"offload_ratio", "accuracy", "threshold"}, rows);
-  double fm_accuracy = fraction_true(fm_correct);
-  double edge_accuracy = fraction_true(edge_correct);
+  double fm_accuracy = customize::fraction_correct(fm_correct);
+  double edge_accuracy = customize::fraction_correct(edge_correct);
   eval::plot_lines(o.out_dir + "/curve.png", "Accuracy vs offload ratio (test set)",
                    "offload ratio (share of samples sent to the FM)", "top-1 accuracy",
                    {edgefm_series,

@@ -44,12 +44,8 @@ double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::Tex
                           const data::Dataset& dataset) {
   if (dataset.size() == 0) return 0;
   auto embedded = customize::embed_dataset(encoder, pool, dataset);
-  auto map = customize::pool_to_label(pool, dataset);
-  size_t correct = 0;
-  for (size_t i = 0; i < dataset.size(); ++i) {
-    correct += map[static_cast<size_t>(embedded.predictions[i])] == dataset.labels[i];
-  }
-  return static_cast<double>(correct) / static_cast<double>(dataset.size());
+  return customize::fraction_correct(customize::correct_predictions(
+      embedded, customize::pool_to_label(pool, dataset), dataset.labels));
 }
 
 }  // namespace edgefm::cli

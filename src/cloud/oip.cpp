@@ -473,18 +473,24 @@ Tensor Tensor::from_int32s(std::string name, std::vector<int64_t> shape,
                       values.size());
 }
 
+namespace {
+void check_element_count(const Tensor& t, size_t count) {
+  int64_t expected = shape_element_count(t.shape, t.name);
+  if (static_cast<int64_t>(count) != expected) {
+    fail(tensor_context(t.name),
+         std::to_string(expected) + " elements for shape " + shape_string(t.shape),
+         std::to_string(count));
+  }
+}
+}  // namespace
+
 Tensor Tensor::from_uint8s(std::string name, std::vector<int64_t> shape,
                            std::vector<uint8_t> values) {
   Tensor t;
   t.name = std::move(name);
   t.datatype = DataType::uint8;
   t.shape = std::move(shape);
-  int64_t expected = shape_element_count(t.shape, t.name);
-  if (static_cast<int64_t>(values.size()) != expected) {
-    fail(tensor_context(t.name),
-         std::to_string(expected) + " elements for shape " + shape_string(t.shape),
-         std::to_string(values.size()));
-  }
+  check_element_count(t, values.size());
   t.raw = std::move(values);
   return t;
 }
@@ -495,12 +501,7 @@ Tensor Tensor::from_strings(std::string name, std::vector<int64_t> shape,
   t.name = std::move(name);
   t.datatype = DataType::bytes;
   t.shape = std::move(shape);
-  int64_t expected = shape_element_count(t.shape, t.name);
-  if (static_cast<int64_t>(values.size()) != expected) {
-    fail(tensor_context(t.name),
-         std::to_string(expected) + " elements for shape " + shape_string(t.shape),
-         std::to_string(values.size()));
-  }
+  check_element_count(t, values.size());
   t.strings = std::move(values);
   return t;
 }

@@ -50,6 +50,21 @@ std::vector<int> pool_to_label(const models::TextPool& pool, const data::Dataset
   return map;
 }
 
+std::vector<bool> correct_predictions(const Embedded& embedded, const std::vector<int>& to_label,
+                                      const std::vector<int>& labels) {
+  std::vector<bool> correct(embedded.n);
+  for (size_t i = 0; i < embedded.n; ++i) {
+    correct[i] = to_label[static_cast<size_t>(embedded.predictions[i])] == labels[i];
+  }
+  return correct;
+}
+
+double fraction_correct(const std::vector<bool>& correct) {
+  if (correct.empty()) return 0.0;
+  return static_cast<double>(std::count(correct.begin(), correct.end(), true)) /
+         static_cast<double>(correct.size());
+}
+
 CustomizeParams customize_default_params() { return CustomizeParams{}; }
 
 json CustomizeReport::to_json() const {
@@ -73,12 +88,10 @@ route::CalibrationProfile calibrate(const Embedded& edge, const Embedded& fm,
   std::vector<float> scores(edge.n);
   score.score_batch(edge.similarities.data(), edge.n, edge.classes, edge.embeddings.data(),
                     edge.dim, scores.data());
+  auto edge_correct = correct_predictions(edge, edge_to_label, labels);
+  auto fm_correct = correct_predictions(fm, fm_to_label, labels);
   std::vector<route::CalibrationSample> samples(edge.n);
-  for (size_t i = 0; i < edge.n; ++i) {
-    samples[i].score = scores[i];
-    samples[i].edge_correct = edge_to_label[static_cast<size_t>(edge.predictions[i])] == labels[i];
-    samples[i].fm_correct = fm_to_label[static_cast<size_t>(fm.predictions[i])] == labels[i];
-  }
+  for (size_t i = 0; i < edge.n; ++i) samples[i] = {scores[i], edge_correct[i], fm_correct[i]};
   return route::build_profile(samples, 200, score.name());
 }
 
@@ -199,15 +212,10 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   report.budget_base = params.budget_base ? params.budget_base : candidates.size();
   report.uploaded = set.size();
   report.fm_queries = fm_queries + set.size() + validation.size();
-  auto accuracy = [&](const Embedded& e) {
-    size_t correct = 0;
-    for (size_t i = 0; i < e.n; ++i) {
-      correct += to_label[static_cast<size_t>(e.predictions[i])] == validation.labels[i];
-    }
-    return e.n ? static_cast<double>(correct) / static_cast<double>(e.n) : 0.0;
-  };
-  report.validation_edge_accuracy = accuracy(edge_val);
-  report.validation_fm_accuracy = accuracy(fm_val);
+  report.validation_edge_accuracy =
+      fraction_correct(correct_predictions(edge_val, to_label, validation.labels));
+  report.validation_fm_accuracy =
+      fraction_correct(correct_predictions(fm_val, to_label, validation.labels));
   auto latency = models::measure_latency(*current, 1, 100, 10);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 

@@ -34,6 +34,12 @@ Embedded embed_dataset(const models::ImageEncoder& encoder, const models::TextPo
 // Pool index -> data-set label by class name (-1 when the data set lacks the class).
 std::vector<int> pool_to_label(const models::TextPool& pool, const data::Dataset& dataset);
 
+// Per image: is the predicted pool class (mapped by `to_label`) the image's label?
+std::vector<bool> correct_predictions(const Embedded& embedded, const std::vector<int>& to_label,
+                                      const std::vector<int>& labels);
+// Share of true entries (0 for none).
+double fraction_correct(const std::vector<bool>& correct);
+
 struct CustomizeParams {
   DistillParams distill = distill_default_params();
   std::string strategy = "margin_diversity";  // random | lowest_margin | margin_diversity

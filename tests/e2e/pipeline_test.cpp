@@ -20,10 +20,8 @@ namespace {
 double accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
                 const data::Dataset& test) {
   auto e = customize::embed_dataset(encoder, pool, test);
-  auto to_label = customize::pool_to_label(pool, test);
-  size_t correct = 0;
-  for (size_t i = 0; i < e.n; ++i) correct += to_label[e.predictions[i]] == test.labels[i];
-  return static_cast<double>(correct) / e.n;
+  return customize::fraction_correct(
+      customize::correct_predictions(e, customize::pool_to_label(pool, test), test.labels));
 }
 
 TEST(Pipeline, DistilledStudentBeatsAnUntrainedOne) {
