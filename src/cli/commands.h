@@ -14,5 +14,7 @@ void add_serve_command(CLI::App& app);      // serve (cloud service, Open Infere
 void add_profile_command(CLI::App& app);    // profile (edge architectures' cost on this device)
 void add_edge_command(CLI::App& app);       // edge (edge runtime on a replayed stream)
 void add_experiment_command(CLI::App& app); // experiment (serve + link + edge per trace, policy)
+void add_classes_command(CLI::App& app);    // classes add | remove | list (runtime classes)
+void add_scenario_command(CLI::App& app);   // scenario (open-set scenario, the whole loop live)
 
 }  // namespace edgefm::cli

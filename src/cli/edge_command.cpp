@@ -1,13 +1,17 @@
 // edgefm edge: the edge runtime on a replayed sample stream, against a cloud service.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,9 +22,14 @@
 #include "common/table.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "customize/select.h"
 #include "data/split.h"
+#include "edge/classes.h"
+#include "edge/drift.h"
+#include "edge/loop.h"
 #include "edge/runtime.h"
 #include "edge/stream.h"
+#include "edge/updater.h"
 
 namespace edgefm::cli {
 namespace {
@@ -48,6 +57,29 @@ struct EdgeCommandOptions {
   double research_step = 0.10;
   double probe_interval_ms = 1000.0;
   bool quiet = false;
+  // Audits and the cost cap.
+  double audit_fraction = 0.0;
+  double audit_per_minute = 120.0;
+  double cloud_budget = 0.0;
+  // Continuous customization (on with --state).
+  std::string state_dir;
+  std::string device = "edge";
+  std::string events_path;
+  std::string upload_strategy = "margin_diversity";
+  float upload_threshold = 0.1f;
+  double upload_per_minute = 120.0;
+  double upload_kbps = 128.0;
+  edge::DriftOptions drift = edge::drift_default_options();
+  double drift_upload_s = 30.0;
+  bool no_jobs = false;
+  std::string job_path;
+  std::string profile_path;
+  double latency_budget_ms = 0.0;
+  int job_epochs = 0;
+  size_t job_min_new = 200;
+  size_t uploads_trigger = 0;
+  double update_poll_s = 1.0;
+  double drain_s = 0.0;
 };
 
 std::atomic<bool> g_edge_stop{false};
@@ -70,6 +102,54 @@ json threshold_json(double t) {
   return t;
 }
 
+// The body of every customization job: --job FILE, or built from --profile and the budget.
+json job_request(const EdgeCommandOptions& o) {
+  if (!o.job_path.empty()) {
+    json request = read_json_file(o.job_path);
+    if (!request.is_object()) {
+      fail_expected("job request '" + o.job_path + "'", "a JSON object", request.type_name());
+    }
+    return request;
+  }
+  if (o.profile_path.empty()) {
+    throw Error("edge --state: customization jobs need the device profile (--profile FILE from "
+                "`edgefm profile`) or a whole job request (--job FILE); --no-jobs uploads only");
+  }
+  json request = {{"profile", read_json_file(o.profile_path)}};
+  if (o.latency_budget_ms > 0.0) request["budget"] = {{"latency_ms", o.latency_budget_ms}};
+  if (o.job_epochs > 0) request["epochs"] = o.job_epochs;
+  return request;
+}
+
+// A model version as the customization service numbers them ("3"); 0 when it is not one.
+int numeric_version(const std::string& version) {
+  if (version.empty() || version.size() > 9 ||
+      !std::all_of(version.begin(), version.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return 0;
+  }
+  return std::stoi(version);
+}
+
+// JSON lines, written from several threads.
+class EventLog {
+ public:
+  explicit EventLog(const std::string& path) {
+    if (path.empty()) return;
+    std::filesystem::path p(path);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    out_ = std::make_unique<std::ofstream>(path, std::ios::trunc);
+    if (!*out_) throw Error("edge: cannot write the events file '" + path + "'");
+  }
+  void write(const json& event) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (out_) *out_ << event.dump() << '\n' << std::flush;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unique_ptr<std::ofstream> out_;
+};
+
 void run_edge(const EdgeCommandOptions& o) {
   if (o.quiet) Progress::set_quiet(true);
   edge::RuntimeOptions options = edge::runtime_default_options();
@@ -86,6 +166,9 @@ void run_edge(const EdgeCommandOptions& o) {
   options.nominal_cloud_ms = o.nominal_cloud_ms;
   options.research_step = o.research_step;
   options.probe_interval_ms = o.probe_interval_ms;
+  options.audit_fraction = o.audit_fraction;
+  options.audit_per_minute = o.audit_per_minute;
+  options.cloud_queries_per_minute = o.cloud_budget;
 
   edge::EdgeModel model = edge::load_edge_model(o.student, options.policy == edge::Policy::edgefm ||
                                                               (options.policy == edge::Policy::fixed &&
@@ -112,6 +195,46 @@ void run_edge(const EdgeCommandOptions& o) {
     if (log) *log << edge::answer_to_json(a).dump() << '\n';
   };
 
+  // Continuous customization: the upload loop, model updates, runtime classes.
+  const bool customizing = !o.state_dir.empty();
+  const std::filesystem::path state(o.state_dir);
+  EventLog events(o.events_path.empty() && customizing ? (state / "events.jsonl").string()
+                                                         : o.events_path);
+  std::unique_ptr<edge::CustomizationLoop> loop;
+  std::unique_ptr<edge::ClassOverlayWatcher> classes;
+  std::optional<edge::ClassOverlay> overlay;
+  if (customizing) {
+    std::filesystem::create_directories(state);
+    edge::LoopOptions l = edge::loop_default_options();
+    l.device = o.device;
+    l.queue_path = state / "uploads.sqlite";
+    l.client = options.client;
+    l.selector.strategy = customize::parse_selection_strategy(o.upload_strategy);
+    l.selector.upload_threshold = o.upload_threshold;
+    l.selector.samples_per_minute = o.upload_per_minute;
+    l.selector.uplink_kbps = o.upload_kbps;
+    l.drift = o.drift;
+    l.drift_upload_s = o.drift_upload_s;
+    l.jobs = !o.no_jobs;
+    if (l.jobs) l.job_request = job_request(o);
+    l.job_min_new = o.job_min_new;
+    l.uploads_trigger = o.uploads_trigger;
+    loop = std::make_unique<edge::CustomizationLoop>(
+        l, model.encoder->input_shape(), model.encoder->embedding_dim(),
+        [&events](const json& e) { events.write(e); });
+    options.observer = [&loop](const edge::EdgeObservation& obs) { loop->observe(obs); };
+    options.on_audit = [&loop](const edge::AuditResult& a) { loop->audited(a); };
+    classes = std::make_unique<edge::ClassOverlayWatcher>(state / "classes.json");
+    overlay = classes->poll();
+    if (overlay) model.pool = edge::apply_class_overlay(model.pool, *overlay);
+  } else if (o.audit_fraction > 0.0) {
+    // Audits without the loop: only counted (runtime statistics and the events file).
+    options.on_audit = [&events](const edge::AuditResult& a) {
+      events.write({{"t_s", a.t_s}, {"event", "audit"}, {"id", a.id}, {"agree", a.agree},
+                    {"edge", a.edge_prediction}, {"cloud", a.cloud_prediction}});
+    };
+  }
+
   g_edge_stop = false;
   struct sigaction action{}, old_int{}, old_term{};
   action.sa_handler = on_edge_stop_signal;
@@ -119,7 +242,75 @@ void run_edge(const EdgeCommandOptions& o) {
   sigaction(SIGINT, &action, &old_int);
   sigaction(SIGTERM, &action, &old_term);
 
+  const models::TextPool base_pool = model.pool;
   edge::EdgeRuntime runtime(std::move(model), options, sink);
+  std::mutex pool_mutex;  // base_pool of the model in force, and the overlay
+  models::TextPool model_pool = base_pool;
+  std::unique_ptr<edge::ModelUpdater> updater;
+  if (customizing && o.update_poll_s > 0.0) {
+    edge::UpdaterOptions u;
+    u.client = options.client;
+    u.device = o.device;
+    u.dir = state / "models";
+    u.poll_s = o.update_poll_s;
+    u.expected_input = runtime.model()->encoder->input_shape();
+    u.expected_dim = runtime.model()->encoder->embedding_dim();
+    updater = std::make_unique<edge::ModelUpdater>(
+        u, numeric_version(model_version),
+        [&](edge::EdgeModel next, const json& metadata) {
+          const std::string version = next.version;
+          {
+            std::lock_guard<std::mutex> lock(pool_mutex);
+            model_pool = next.pool;
+            if (overlay) next.pool = edge::apply_class_overlay(next.pool, *overlay);
+          }
+          runtime.swap_model(std::move(next));
+          loop->model_installed(version);
+          events.write({{"t_s", std::chrono::duration<double>(edge::Clock::now() -
+                                                              runtime.start_time())
+                                    .count()},
+                        {"event", "model_swapped"},
+                        {"version", version},
+                        {"arch", metadata.value("arch", "")}});
+        },
+        [&](const std::string& line) {
+          std::fprintf(stderr, "[edge] %s\n", line.c_str());
+          events.write({{"t_s", std::chrono::duration<double>(edge::Clock::now() -
+                                                              runtime.start_time())
+                                    .count()},
+                        {"event", "updater"},
+                        {"message", line}});
+        });
+    updater->start();
+  }
+  // Runtime classes: `edgefm classes add/remove` rewrites the overlay; the next sample uses it.
+  std::string classes_error;
+  auto reload_classes = [&] {
+    if (!classes) return;
+    std::optional<edge::ClassOverlay> next = classes->poll();
+    if (!next) {
+      if (!classes->last_error().empty() && classes->last_error() != classes_error) {
+        classes_error = classes->last_error();
+        std::fprintf(stderr, "[edge] classes file ignored, keeping the pool: %s\n",
+                     classes_error.c_str());
+      }
+      return;
+    }
+    try {
+      std::lock_guard<std::mutex> lock(pool_mutex);
+      runtime.set_pool(edge::apply_class_overlay(model_pool, *next));
+      overlay = std::move(next);
+      events.write({{"t_s", std::chrono::duration<double>(edge::Clock::now() -
+                                                          runtime.start_time())
+                                .count()},
+                    {"event", "classes"},
+                    {"overlay", overlay->to_json()}});
+      std::fprintf(stderr, "[edge] class pool now has %zu classes\n",
+                   runtime.model()->pool.size());
+    } catch (const Error& e) {
+      std::fprintf(stderr, "[edge] classes file rejected, keeping the pool: %s\n", e.what());
+    }
+  };
   {
     edge::RuntimeStats s = runtime.stats();
     std::fprintf(stderr,
@@ -132,6 +323,7 @@ void run_edge(const EdgeCommandOptions& o) {
   }
   Progress progress("edge " + o.policy, static_cast<int64_t>(order.size()), "samples");
   const size_t fed = edge::replay(runtime, dataset, order, o.rate, &g_edge_stop, [&](size_t done) {
+    if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
       edge::RuntimeStats s = runtime.stats();
       char bw[32];
@@ -144,6 +336,12 @@ void run_edge(const EdgeCommandOptions& o) {
     }
   });
   runtime.drain();
+  if (loop && o.drain_s > 0.0 && !loop->flush(o.drain_s)) {
+    std::fprintf(stderr, "[edge] uploads still queued after %.0f s; they stay in %s\n", o.drain_s,
+                 (state / "uploads.sqlite").string().c_str());
+  }
+  if (updater) updater->stop();
+  if (loop) loop->stop();
   edge::RuntimeStats stats = runtime.stats();
   progress.finish({{"cloud", std::to_string(stats.cloud)},
                    {"fallback", std::to_string(stats.fallback)}});
@@ -156,9 +354,10 @@ void run_edge(const EdgeCommandOptions& o) {
 
   const edge::StreamSummary summary = edge::summarize_answers(answers, o.l_app_ms, stats.bytes_up);
   Table table({"route", "samples", "accuracy"});
-  const char* names[3] = {"edge", "cloud", "fallback"};
-  const size_t counts[3] = {summary.edge, summary.cloud, summary.fallback};
-  for (int r = 0; r < 3; ++r) {
+  const char* names[edge::kAnswerRoutes] = {"edge", "cloud", "fallback", "budget"};
+  const size_t counts[edge::kAnswerRoutes] = {summary.edge, summary.cloud, summary.fallback,
+                                              summary.budget};
+  for (int r = 0; r < edge::kAnswerRoutes; ++r) {
     table.add_row({names[r], std::to_string(counts[r]),
                    counts[r] ? fmt_percent(summary.accuracy_by_route[r]) : "-"});
   }
@@ -177,8 +376,8 @@ void run_edge(const EdgeCommandOptions& o) {
 
   if (!o.json_path.empty()) {
     json result = summary.to_json();
-    json events = json::array();
-    for (const auto& e : runtime.threshold_events()) events.push_back(e.to_json());
+    json threshold_events = json::array();
+    for (const auto& e : runtime.threshold_events()) threshold_events.push_back(e.to_json());
     result["policy"] = o.policy;
     result["student"] = o.student;
     result["model_version"] = model_version;
@@ -188,7 +387,8 @@ void run_edge(const EdgeCommandOptions& o) {
     result["cloud_timeout_ms"] = runtime.cloud_timeout_ms();
     result["threshold_final"] = threshold_json(stats.threshold);
     result["runtime"] = stats.to_json();
-    result["threshold_events"] = events;
+    result["threshold_events"] = threshold_events;
+    if (loop) result["customization"] = loop->stats().to_json();
     result["nominal"] = {{"rtt_ms", o.nominal_rtt_ms},
                          {"uplink_bps", o.nominal_uplink_mbps * 1e6},
                          {"cloud_ms", o.nominal_cloud_ms}};
@@ -292,6 +492,114 @@ void add_edge_command(CLI::App& app) {
                       "sample to the cloud to measure the network (0: never)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--audit", options->audit_fraction,
+                      "audit sampling: send this share of the samples answered on the edge to "
+                      "the cloud as well and compare the FM's answer (drift detection; e.g. "
+                      "0.02)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  command->add_option("--audit-per-minute", options->audit_per_minute,
+                      "at most this many audits a minute")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command->add_option("--cloud-budget", options->cloud_budget,
+                      "cost cap: at most this many cloud calls a minute (routed samples, "
+                      "audits, probes); past it the edge answers, marked 'budget' (0: no cap)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  const std::string loop_group = "Continuous customization (with --state)";
+  command->add_option("--state", options->state_dir,
+                      "state folder of this edge: turns on selective upload (durable queue "
+                      "uploads.sqlite), drift detection, customization jobs, model updates "
+                      "(models/) and runtime classes (classes.json, see `edgefm classes`)")
+      ->group(loop_group);
+  command->add_option("--device", options->device,
+                      "this edge's name on the customization service")
+      ->capture_default_str()
+      ->group(loop_group);
+  command->add_option("--events", options->events_path,
+                      "JSON lines of what the loop did: audit, drift, uploaded, job_submitted, "
+                      "job_done, model_swapped, classes (default: STATE/events.jsonl)")
+      ->group(loop_group);
+  command->add_option("--upload-strategy", options->upload_strategy,
+                      "which candidates to upload: random | lowest_margin | margin_diversity "
+                      "(k-center on the edge embeddings)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(customize::selection_strategy_names()))
+      ->group(loop_group);
+  command->add_option("--upload-threshold", options->upload_threshold,
+                      "upload candidates: samples whose routing score is below this")
+      ->capture_default_str()
+      ->group(loop_group);
+  command->add_option("--upload-per-minute", options->upload_per_minute,
+                      "upload budget in samples a minute")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(loop_group);
+  command->add_option("--upload-kbps", options->upload_kbps,
+                      "upload budget in kbit/s of uplink (uploads never starve cloud queries)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(loop_group);
+  command->add_option("--drift-baseline", options->drift.baseline_rate,
+                      "edge-FM disagreement on audits expected without drift (CUSUM p0)")
+      ->capture_default_str()
+      ->group(loop_group);
+  command->add_option("--drift-rate", options->drift.drift_rate,
+                      "disagreement that counts as drift (CUSUM p1)")
+      ->capture_default_str()
+      ->group(loop_group);
+  command->add_option("--drift-threshold", options->drift.threshold,
+                      "CUSUM level that declares drift (log-likelihood units)")
+      ->capture_default_str()
+      ->group(loop_group);
+  command->add_option("--drift-upload-s", options->drift_upload_s,
+                      "after a drift, every sample is an upload candidate for this long")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(loop_group);
+  command->add_flag("--no-jobs", options->no_jobs,
+                    "detect and upload, but never start a customization job")
+      ->group(loop_group);
+  command->add_option("--job", options->job_path,
+                      "the whole job request JSON (docs/customization.md)")
+      ->check(CLI::ExistingFile)
+      ->group(loop_group);
+  command->add_option("--profile", options->profile_path,
+                      "device profile from `edgefm profile` (the job's lookup table needs it)")
+      ->check(CLI::ExistingFile)
+      ->group(loop_group);
+  command->add_option("--latency-budget-ms", options->latency_budget_ms,
+                      "the device's batch-1 latency budget for the architecture choice (0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(loop_group);
+  command->add_option("--job-epochs", options->job_epochs,
+                      "distillation epochs of the job (0: the service's default)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(loop_group);
+  command->add_option("--job-min-new", options->job_min_new,
+                      "samples acknowledged since the trigger before the job starts")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(loop_group);
+  command->add_option("--uploads-trigger", options->uploads_trigger,
+                      "also start a job after this many uploads since the last model (0: only "
+                      "on drift)")
+      ->capture_default_str()
+      ->group(loop_group);
+  command->add_option("--update-poll-s", options->update_poll_s,
+                      "ask the service for a new model this often; verified by SHA-256, "
+                      "swapped in between two samples (0: never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(loop_group);
+  command->add_option("--drain-s", options->drain_s,
+                      "at the end of the stream, wait up to this long for queued uploads")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(loop_group);
   command->add_flag("--quiet", options->quiet, "no progress lines");
   command->callback([options] { run_edge(*options); });
 }

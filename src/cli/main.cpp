@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   edgefm::cli::add_profile_command(app);
   edgefm::cli::add_edge_command(app);
   edgefm::cli::add_experiment_command(app);
+  edgefm::cli::add_classes_command(app);
+  edgefm::cli::add_scenario_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -255,6 +255,11 @@ std::vector<uint64_t> UploadSelector::offer(uint64_t id, float score, const floa
 
 std::vector<uint64_t> UploadSelector::flush(double now_s) { return close_window(now_s); }
 
+bool UploadSelector::in_window(uint64_t id) const {
+  return std::any_of(window_.begin(), window_.end(),
+                     [id](const Candidate& c) { return c.id == id; });
+}
+
 std::vector<size_t> UploadSelector::window_order() {
   const size_t m = window_.size();
   std::vector<float> scores(m);

@@ -110,6 +110,12 @@ class UploadSelector {
                               double now_s);
   // Closes the current window now (e.g. at the end of a stream).
   std::vector<uint64_t> flush(double now_s);
+  // Whether the sample is a candidate in the open window.
+  bool in_window(uint64_t id) const;
+  // Changes which scores are candidates from the next offer on (e.g. +inf: every sample, while
+  // the edge looks for what changed after a drift).
+  void set_upload_threshold(float threshold) { params_.upload_threshold = threshold; }
+  float upload_threshold() const { return params_.upload_threshold; }
 
   struct Stats {
     size_t offered = 0;

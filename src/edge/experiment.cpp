@@ -39,51 +39,10 @@ void check_stop(const ExperimentOptions& o) {
   if (o.stop != nullptr && o.stop->load()) throw Error("experiment interrupted by a signal");
 }
 
-// Waits for a child's --port-file; throws with its log when it exits first or takes too long.
 int wait_for_port(ChildProcess& child, const fs::path& port_file, const ExperimentOptions& o,
                   std::chrono::seconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    check_stop(o);
-    std::ifstream in(port_file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    if (auto status = child.poll()) {
-      throw Error("'" + child.command_line() + "' exited with status " + std::to_string(*status) +
-                  " before listening; its log (" + child.log_path() + ") ends:\n" +
-                  child.log_tail());
-    }
-    if (Clock::now() >= deadline) {
-      throw Error("'" + child.command_line() + "' did not write its port within " +
-                  std::to_string(timeout.count()) + " s; its log ends:\n" + child.log_tail());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  return wait_for_port_file(child, port_file, timeout, [&o] { check_stop(o); });
 }
-
-// Counts lines of a file that grows (the edge's per-sample log).
-class LineCounter {
- public:
-  explicit LineCounter(fs::path path) : path_(std::move(path)) {}
-  size_t count() {
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) return lines_;
-    in.seekg(static_cast<std::streamoff>(offset_));
-    char buffer[65536];
-    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-      const auto n = static_cast<size_t>(in.gcount());
-      lines_ += static_cast<size_t>(std::count(buffer, buffer + n, '\n'));
-      offset_ += n;
-      if (!in) break;
-    }
-    return lines_;
-  }
-
- private:
-  fs::path path_;
-  size_t offset_ = 0;
-  size_t lines_ = 0;
-};
 
 struct LogPoint {
   double arrival_s = 0.0;
@@ -135,6 +94,20 @@ std::string run_tag(const std::string& trace, const std::string& policy) {
 }  // namespace
 
 ExperimentOptions experiment_default_options() { return ExperimentOptions{}; }
+
+double measure_service_time_ms(cloud::OipClient& client, const models::ImageShape& shape,
+                               int calls) {
+  std::vector<double> server_ms, call_ms;
+  std::vector<uint8_t> pixels(static_cast<size_t>(shape.numel()), 0);
+  const int warmup = 5;
+  for (int i = 0; i < calls + warmup; ++i) {
+    cloud::ImageInference r = client.infer_images_u8(pixels.data(), 1, shape);
+    if (i < warmup) continue;
+    if (r.server.server_us >= 0) server_ms.push_back(r.server.server_us / 1000.0);
+    call_ms.push_back(r.call.seconds * 1000.0);
+  }
+  return server_ms.empty() ? eval::percentile(call_ms, 50) : eval::percentile(server_ms, 50);
+}
 
 std::string default_trace_dir() {
   if (const char* env = std::getenv("EDGEFM_TRACE_DIR"); env != nullptr && *env != '\0') return env;
@@ -274,21 +247,7 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
   client.wait_until_ready(60.0);
 
   // The cloud's own service time, measured once, straight to the service (no link).
-  std::vector<double> server_ms, call_ms;
-  {
-    std::vector<uint8_t> pixels(static_cast<size_t>(shape.numel()), 0);
-    double payload = 0.0;
-    for (int i = 0; i < 40; ++i) {
-      cloud::ImageInference r = client.infer_images_u8(pixels.data(), 1, shape);
-      if (i < 5) continue;  // warm-up
-      if (r.server.server_us >= 0) server_ms.push_back(r.server.server_us / 1000.0);
-      call_ms.push_back(r.call.seconds * 1000.0);
-      payload = static_cast<double>(r.call.bytes_sent);
-    }
-    (void)payload;
-  }
-  const double t_cloud_ms = server_ms.empty() ? eval::percentile(call_ms, 50)
-                                              : eval::percentile(server_ms, 50);
+  const double t_cloud_ms = measure_service_time_ms(client, shape);
 
   // The nominal network and L_app.
   route::LatencyModel nominal;

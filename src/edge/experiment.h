@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "cloud/client.h"
 #include "common/json_io.h"
+#include "models/encoder.h"
 #include "route/threshold.h"
 
 namespace edgefm::edge {
@@ -36,6 +38,11 @@ struct ExperimentOptions {
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop, clean up, throw
 };
 ExperimentOptions experiment_default_options();
+
+// The cloud's own service time (median of the server's reported time, else of the call) over
+// `calls` batch-1 requests after a warm-up, straight to the service.
+double measure_service_time_ms(cloud::OipClient& client, const models::ImageShape& shape,
+                               int calls = 35);
 
 // Where the bundled traces are: $EDGEFM_TRACE_DIR, ../shared/data/net-traces (from the
 // working directory), or the folder next to the source tree this program was built from.

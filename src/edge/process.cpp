@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -148,6 +149,41 @@ std::string ChildProcess::log_tail(size_t bytes) const {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+int wait_for_port_file(ChildProcess& child, const std::filesystem::path& port_file,
+                       std::chrono::seconds timeout, const std::function<void()>& check) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (check) check();
+    std::ifstream in(port_file);
+    int port = 0;
+    if (in >> port && port > 0) return port;
+    if (auto status = child.poll()) {
+      throw Error("'" + child.command_line() + "' exited with status " + std::to_string(*status) +
+                  " before listening; its log (" + child.log_path() + ") ends:\n" +
+                  child.log_tail());
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw Error("'" + child.command_line() + "' did not write its port within " +
+                  std::to_string(timeout.count()) + " s; its log ends:\n" + child.log_tail());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+size_t LineCounter::count() {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return lines_;
+  in.seekg(static_cast<std::streamoff>(offset_));
+  char buffer[65536];
+  while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+    const auto n = static_cast<size_t>(in.gcount());
+    lines_ += static_cast<size_t>(std::count(buffer, buffer + n, '\n'));
+    offset_ += n;
+    if (!in) break;
+  }
+  return lines_;
 }
 
 }  // namespace edgefm::edge

@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +45,25 @@ class ChildProcess {
   std::optional<int> status_;
   std::string log_path_;
   std::string command_line_;
+};
+
+// Waits for the port a child writes to `port_file` (serve and link --port-file). Throws Error
+// with the child's log when it exits first or takes longer than `timeout`; `check` (may be
+// empty) is called every 50 ms and may throw to give up (e.g. on a signal).
+int wait_for_port_file(ChildProcess& child, const std::filesystem::path& port_file,
+                       std::chrono::seconds timeout, const std::function<void()>& check = {});
+
+// Counts the lines of a file that another process appends to (a per-sample log), reading
+// only what was added since the last call.
+class LineCounter {
+ public:
+  explicit LineCounter(std::filesystem::path path) : path_(std::move(path)) {}
+  size_t count();
+
+ private:
+  std::filesystem::path path_;
+  size_t offset_ = 0;
+  size_t lines_ = 0;
 };
 
 // The path of this program (/proc/self/exe resolved).

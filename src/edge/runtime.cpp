@@ -6,9 +6,11 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "common/error.h"
+#include "customize/select.h"
 #include "route/similarity.h"
 
 namespace edgefm::edge {
@@ -65,6 +67,7 @@ const char* answer_route_name(AnswerRoute route) {
     case AnswerRoute::edge: return "edge";
     case AnswerRoute::cloud: return "cloud";
     case AnswerRoute::fallback: return "fallback";
+    case AnswerRoute::budget: return "budget";
   }
   return "?";
 }
@@ -138,6 +141,7 @@ json answer_to_json(const Answer& a) {
             {"model_version", a.model_version}};
   if (a.route == AnswerRoute::fallback) j["fallback_reason"] = a.fallback_reason;
   if (a.probe) j["probe"] = true;
+  if (a.audit) j["audit"] = true;
   return j;
 }
 
@@ -158,7 +162,11 @@ json RuntimeStats::to_json() const {
           {"edge", edge},
           {"cloud", cloud},
           {"fallback", fallback},
+          {"budget", budget},
           {"probes", probes},
+          {"audits", audits},
+          {"audits_answered", audits_answered},
+          {"audit_disagreements", audit_disagreements},
           {"cloud_calls", cloud_calls},
           {"cloud_failures", cloud_failures},
           {"bytes_up", bytes_up},
@@ -178,7 +186,8 @@ struct Pending {
   std::shared_ptr<const EdgeModel> model;
   Clock::time_point arrival;
   Clock::time_point deadline;
-  bool probe = false;
+  bool probe = false;  // answered on the edge already; the call only measures (probe or audit)
+  bool audit = false;  // ... and compares the FM's answer with the edge's
   std::atomic<bool> answered{false};
   std::atomic<bool> call_started{false};
   std::atomic<bool> censored{false};  // the deadline fed the estimator for it
@@ -205,14 +214,17 @@ struct EdgeRuntime::Impl {
   Clock::time_point last_cloud_activity;
   int consecutive_failures = 0;
   Clock::time_point down_until;
-  RuntimeStats call_stats;  // cloud_calls, cloud_failures, bytes_up, probes, searches, late
+  RuntimeStats call_stats;  // cloud_calls, cloud_failures, bytes_up, probes, audits, searches, late
+  customize::TokenBucket audit_bucket;
+  customize::TokenBucket query_bucket;
+  std::mt19937_64 audit_rng;
 
   // Answers.
   std::mutex answer_mutex;
   std::condition_variable answered_cv;
   int64_t processed = 0;
   int64_t answered = 0;
-  int64_t by_route[3] = {0, 0, 0};
+  int64_t by_route[kAnswerRoutes] = {0, 0, 0, 0};
 
   // Cloud-bound work.
   std::mutex queue_mutex;
@@ -229,7 +241,15 @@ struct EdgeRuntime::Impl {
   std::thread deadline_thread;
 
   Impl(EdgeModel m, RuntimeOptions o, AnswerSink s)
-      : options(std::move(o)), sink(std::move(s)), estimator(options.estimator) {
+      : options(std::move(o)),
+        sink(std::move(s)),
+        estimator(options.estimator),
+        // Unused buckets (no audits, no cap) still need a positive rate.
+        audit_bucket(std::max(options.audit_per_minute, 1.0) / 60.0,
+                     std::max(options.audit_per_minute / 6.0, 1.0)),
+        query_bucket(std::max(options.cloud_queries_per_minute, 1.0) / 60.0,
+                     std::max(options.cloud_queries_per_minute, 1.0)),
+        audit_rng(options.seed) {
     if (!sink) throw Error("edge runtime: an answer sink is required");
     if (!(options.l_app_ms > 0.0)) {
       fail_expected("edge runtime L_app", "a budget > 0 ms", std::to_string(options.l_app_ms));
@@ -243,6 +263,18 @@ struct EdgeRuntime::Impl {
     if (!(options.nominal_cloud_ms >= 0.0)) {
       fail_expected("edge runtime nominal cloud time", ">= 0 ms",
                     std::to_string(options.nominal_cloud_ms));
+    }
+    if (!(options.audit_fraction >= 0.0 && options.audit_fraction <= 1.0)) {
+      fail_expected("edge runtime audit fraction", "a share in [0, 1]",
+                    std::to_string(options.audit_fraction));
+    }
+    if (options.audit_fraction > 0.0 && !(options.audit_per_minute > 0.0)) {
+      fail_expected("edge runtime audit rate", "> 0 audits a minute",
+                    std::to_string(options.audit_per_minute));
+    }
+    if (!(options.cloud_queries_per_minute >= 0.0)) {
+      fail_expected("edge runtime cloud-query budget", ">= 0 queries a minute (0: no cap)",
+                    std::to_string(options.cloud_queries_per_minute));
     }
     check_model(m);
     timeout_ms = effective_cloud_timeout_ms(options);
@@ -445,6 +477,8 @@ struct EdgeRuntime::Impl {
 
     bool to_cloud = false;
     bool probe = false;
+    bool audit = false;
+    bool over_budget = false;
     bool breaker_open = false;
     {
       std::lock_guard<std::mutex> lock(state_mutex);
@@ -454,21 +488,58 @@ struct EdgeRuntime::Impl {
       answer.est_rtt_ms = e.rtt_ms;
       answer.est_uplink_bps = e.uplink_bps;
       if (options.policy != Policy::edge_only) {
+        const double now_s = seconds_since(start, edge_end);
         to_cloud = route::route(score, threshold) == route::Route::cloud;
         if (to_cloud && edge_end < down_until) breaker_open = true;
-        if (!to_cloud && options.policy == Policy::edgefm && options.probe_interval_ms > 0.0 &&
-            in_flight == 0 && ms_between(last_cloud_activity, edge_end) >= options.probe_interval_ms) {
+        if (!to_cloud && options.audit_fraction > 0.0) {
+          audit = std::uniform_real_distribution<double>(0.0, 1.0)(audit_rng) <
+                      options.audit_fraction &&
+                  audit_bucket.can_take(1.0, now_s);
+        }
+        if (!to_cloud && !audit && options.policy == Policy::edgefm &&
+            options.probe_interval_ms > 0.0 && in_flight == 0 &&
+            ms_between(last_cloud_activity, edge_end) >= options.probe_interval_ms) {
           probe = true;
+        }
+        // The cost cap covers every call.
+        const bool calls = (to_cloud && !breaker_open) || audit || probe;
+        if (calls && options.cloud_queries_per_minute > 0.0 &&
+            !query_bucket.try_take(1.0, now_s)) {
+          over_budget = to_cloud;
+          audit = probe = false;
+        }
+        if (audit) {
+          audit_bucket.try_take(1.0, now_s);
+          ++call_stats.audits;
+        }
+        if (probe) {
           ++call_stats.probes;
           last_cloud_activity = edge_end;
         }
       }
     }
+    if (options.observer) {
+      EdgeObservation o;
+      o.id = sample.id;
+      o.pixels = &sample.pixels;
+      o.embedding = embedding.data();
+      o.dim = d;
+      o.score = score;
+      o.prediction_index = top.first;
+      o.to_cloud = to_cloud;
+      o.t_s = seconds_since(start, edge_end);
+      options.observer(o);
+    }
 
+    if (over_budget) {
+      answer.route = AnswerRoute::budget;
+      deliver(answer, Clock::now());
+      return;
+    }
     if (!to_cloud) {
       answer.route = AnswerRoute::edge;
       std::shared_ptr<Pending> p;
-      if (probe) {
+      if (probe || audit) {
         p = std::make_shared<Pending>();
         p->answer = answer;
         p->pixels = std::move(sample.pixels);
@@ -476,8 +547,10 @@ struct EdgeRuntime::Impl {
         p->model = m;
         p->arrival = sample.arrival;
         p->probe = true;
+        p->audit = audit;
         p->answered = true;
-        answer.probe = true;
+        answer.probe = probe;
+        answer.audit = audit;
         answer.bytes_sent = static_cast<int64_t>(payload_bytes_now());
       }
       deliver(answer, Clock::now());
@@ -593,7 +666,10 @@ struct EdgeRuntime::Impl {
       call_stats.bytes_up += bytes;
       maybe_research_locked(call_end);
     }
-    if (p.probe) return;
+    if (p.probe) {
+      if (p.audit && ok) audited(p, result.class_name[0], call_end);
+      return;
+    }
 
     Answer answer = p.answer;
     answer.bytes_sent = bytes;
@@ -609,6 +685,23 @@ struct EdgeRuntime::Impl {
     } else {
       answer_once(p, std::move(answer), AnswerRoute::fallback, failure);
     }
+  }
+
+  void audited(const Pending& p, const std::string& cloud_class, Clock::time_point when) {
+    AuditResult r;
+    r.id = p.answer.id;
+    r.edge_prediction = p.answer.prediction;
+    r.cloud_prediction = cloud_class;
+    r.agree = r.edge_prediction == r.cloud_prediction;
+    r.score = p.answer.score;
+    r.t_s = seconds_since(start, when);
+    r.model_version = p.answer.model_version;
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++call_stats.audits_answered;
+      call_stats.audit_disagreements += !r.agree;
+    }
+    if (options.on_audit) options.on_audit(r);
   }
 
   void watch_deadlines() {
@@ -686,6 +779,19 @@ void EdgeRuntime::swap_model(EdgeModel model) {
   impl_->search_locked("model", Clock::now());
 }
 
+void EdgeRuntime::set_pool(models::TextPool pool) {
+  std::lock_guard<std::mutex> lock(impl_->state_mutex);
+  EdgeModel next = *impl_->model;
+  next.pool = std::move(pool);
+  impl_->check_model(next);
+  impl_->model = std::make_shared<const EdgeModel>(std::move(next));
+}
+
+std::shared_ptr<const EdgeModel> EdgeRuntime::model() const {
+  std::lock_guard<std::mutex> lock(impl_->state_mutex);
+  return impl_->model;
+}
+
 RuntimeStats EdgeRuntime::stats() const {
   RuntimeStats s;
   {
@@ -702,6 +808,7 @@ RuntimeStats EdgeRuntime::stats() const {
   s.edge = impl_->by_route[0];
   s.cloud = impl_->by_route[1];
   s.fallback = impl_->by_route[2];
+  s.budget = impl_->by_route[3];
   return s;
 }
 

@@ -6,6 +6,13 @@
 //   cloud     the FM's answer, through the OIP client;
 //   fallback  the sample was bound for the cloud, but the cloud did not answer in time (or
 //             at all): the small model's answer, given at the deadline or at the failure.
+//   budget    the sample was bound for the cloud, but the cloud-query budget of this minute
+//             is spent (a cost cap): the small model's answer, at once.
+//
+// Audits (issue 4). A score can be confidently wrong on a class the edge never saw, so a
+// configurable share of the samples answered on the edge also goes to the cloud, within a
+// rate limit. The edge answer stands; when the FM's answer comes back, `on_audit` gets both
+// (the drift detector in edge/drift.h counts the disagreements).
 //
 // Threads. process() runs on the caller's thread: the edge model runs inline and an edge
 // answer is given before process() returns. Cloud-bound samples go to a queue served by
@@ -49,8 +56,9 @@ std::vector<std::string> policy_names();  // edge-only, cloud-only, fixed, edgef
 const char* policy_name(Policy policy);
 Policy parse_policy(const std::string& name);  // Error lists the names
 
-enum class AnswerRoute { edge, cloud, fallback };
-const char* answer_route_name(AnswerRoute route);  // "edge" / "cloud" / "fallback"
+enum class AnswerRoute { edge, cloud, fallback, budget };
+inline constexpr int kAnswerRoutes = 4;
+const char* answer_route_name(AnswerRoute route);  // "edge" / "cloud" / "fallback" / "budget"
 
 // What the runtime needs of a customized student: the model, its pool, its routing score,
 // the calibration profile measured with the FM as the cloud, and its measured latency.
@@ -69,6 +77,30 @@ struct EdgeModel {
 EdgeModel edge_model_from_student(models::Student student, bool require_calibration = true);
 // models::load_student + edge_model_from_student.
 EdgeModel load_edge_model(const std::string& student_path, bool require_calibration = true);
+
+// What the small model made of one sample, for the uploader (edge/loop.h). Valid only during
+// the call.
+struct EdgeObservation {
+  uint64_t id = 0;
+  const std::vector<uint8_t>* pixels = nullptr;  // C x H x W 8-bit
+  const float* embedding = nullptr;              // dim floats, L2-normalised
+  int dim = 0;
+  float score = 0.0f;          // the routing score
+  int prediction_index = -1;   // in the edge's pool
+  bool to_cloud = false;       // routed to the cloud
+  double t_s = 0.0;            // seconds since the runtime started
+};
+
+// An audited sample: the edge's answer against the FM's.
+struct AuditResult {
+  uint64_t id = 0;
+  std::string edge_prediction;
+  std::string cloud_prediction;
+  bool agree = false;
+  float score = 0.0f;
+  double t_s = 0.0;  // when the FM's answer came
+  std::string model_version;
+};
 
 struct RuntimeOptions {
   Policy policy = Policy::edgefm;
@@ -90,6 +122,19 @@ struct RuntimeOptions {
   double probe_interval_ms = 1000.0;  // edgefm: probe the cloud when idle this long; 0: never
   int breaker_failures = 3;       // consecutive failures that mark the cloud down ...
   double breaker_cooldown_ms = 500.0;  // ... for this long (then one sample tries again)
+  // Audit sampling: each sample answered on the edge also goes to the cloud with this
+  // probability (so audits are at most this share of all samples), at most `audit_per_minute`
+  // a minute. 0: no audits. Not with edge-only (which never calls the cloud).
+  double audit_fraction = 0.0;
+  double audit_per_minute = 120.0;
+  // Cost cap on cloud calls of every kind (routed samples, audits, probes): at most this many
+  // a minute (a token bucket holding one minute's worth). 0: no cap.
+  double cloud_queries_per_minute = 0.0;
+  uint64_t seed = 1;  // audit draws
+  // Called on process()'s thread for every sample, after the small model ran (keep it cheap).
+  std::function<void(const EdgeObservation&)> observer;
+  // Called from a worker thread when an audited sample's FM answer arrives.
+  std::function<void(const AuditResult&)> on_audit;
 };
 RuntimeOptions runtime_default_options();
 // The timeout in force for these options (cloud_timeout_ms or the derived one).
@@ -110,6 +155,7 @@ struct Answer {
   AnswerRoute route = AnswerRoute::edge;
   std::string fallback_reason;  // timeout, unreachable, error, busy, down (fallback only)
   bool probe = false;           // an edge answer whose sample also went to the cloud
+  bool audit = false;           // ... as an audit (probe is then false)
   float score = 0.0f;           // the routing score (the margin by default)
   double threshold = 0.0;       // the threshold in force when it was routed
   double arrival_s = 0.0;       // seconds since the runtime started
@@ -138,8 +184,11 @@ struct ThresholdEvent {
 struct RuntimeStats {
   int64_t processed = 0;
   int64_t answered = 0;
-  int64_t edge = 0, cloud = 0, fallback = 0;
+  int64_t edge = 0, cloud = 0, fallback = 0, budget = 0;
   int64_t probes = 0;
+  int64_t audits = 0;                // audit calls started
+  int64_t audits_answered = 0;       // audits the FM answered
+  int64_t audit_disagreements = 0;   // ... with another class than the edge
   int64_t cloud_calls = 0;    // calls started (probes included)
   int64_t cloud_failures = 0; // calls that failed or timed out
   int64_t bytes_up = 0;       // request bytes of every call
@@ -173,6 +222,11 @@ class EdgeRuntime {
   // Replaces the model without dropping samples: samples already routed finish with the old
   // one, the next ones use the new one; the threshold is searched again with its profile.
   void swap_model(EdgeModel model);
+  // Replaces the class pool of the running model (runtime classes): the next sample is
+  // classified against it. Throws Error on a dimension mismatch or an empty pool.
+  void set_pool(models::TextPool pool);
+  // The model in force.
+  std::shared_ptr<const EdgeModel> model() const;
 
   RuntimeStats stats() const;
   std::vector<ThresholdEvent> threshold_events() const;

@@ -58,12 +58,19 @@ json StreamSummary::to_json() const {
           {"slo_violation_rate", slo_violation_rate},
           {"offload_ratio", offload_ratio},
           {"bytes_up", bytes_up},
-          {"counts", {{"edge", edge}, {"cloud", cloud}, {"fallback", fallback}, {"probe", probes}}},
+          {"counts",
+           {{"edge", edge},
+            {"cloud", cloud},
+            {"fallback", fallback},
+            {"budget", budget},
+            {"probe", probes},
+            {"audit", audits}}},
           {"fallback_reasons", reasons},
           {"accuracy_by_route",
            {{"edge", accuracy_by_route[0]},
             {"cloud", accuracy_by_route[1]},
-            {"fallback", accuracy_by_route[2]}}}};
+            {"fallback", accuracy_by_route[2]},
+            {"budget", accuracy_by_route[3]}}}};
 }
 
 StreamSummary summarize_answers(const std::vector<Answer>& answers, double l_app_ms,
@@ -76,7 +83,7 @@ StreamSummary summarize_answers(const std::vector<Answer>& answers, double l_app
   std::vector<double> latencies;
   latencies.reserve(answers.size());
   size_t correct = 0, violations = 0;
-  size_t route_truth[3] = {0, 0, 0}, route_correct[3] = {0, 0, 0};
+  size_t route_truth[kAnswerRoutes] = {0, 0, 0, 0}, route_correct[kAnswerRoutes] = {0, 0, 0, 0};
   for (const Answer& a : answers) {
     latencies.push_back(a.latency_ms);
     violations += a.latency_ms > l_app_ms;
@@ -88,8 +95,10 @@ StreamSummary summarize_answers(const std::vector<Answer>& answers, double l_app
         ++s.fallback;
         ++s.fallback_reasons[a.fallback_reason];
         break;
+      case AnswerRoute::budget: ++s.budget; break;
     }
     s.probes += a.probe;
+    s.audits += a.audit;
     if (!a.truth.empty()) {
       ++s.with_truth;
       correct += a.correct;
@@ -102,7 +111,7 @@ StreamSummary summarize_answers(const std::vector<Answer>& answers, double l_app
   s.latency = eval::summarize_latency(std::move(latencies));
   s.slo_violation_rate = static_cast<double>(violations) / n;
   s.offload_ratio = static_cast<double>(s.cloud + s.fallback) / n;
-  for (int r = 0; r < 3; ++r) {
+  for (int r = 0; r < kAnswerRoutes; ++r) {
     s.accuracy_by_route[r] =
         route_truth[r] ? static_cast<double>(route_correct[r]) / static_cast<double>(route_truth[r])
                        : 0.0;

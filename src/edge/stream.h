@@ -32,13 +32,14 @@ struct StreamSummary {
   double slo_violation_rate = 0.0;    // fraction with latency > l_app_ms
   double offload_ratio = 0.0;         // fraction routed to the cloud (answered cloud or fallback)
   int64_t bytes_up = 0;               // request bytes of every cloud call, probes included
-  size_t edge = 0, cloud = 0, fallback = 0, probes = 0;
+  size_t edge = 0, cloud = 0, fallback = 0, budget = 0, probes = 0, audits = 0;
   std::map<std::string, size_t> fallback_reasons;
-  double accuracy_by_route[3] = {0, 0, 0};  // edge, cloud, fallback (0 when none)
+  double accuracy_by_route[kAnswerRoutes] = {0, 0, 0, 0};  // edge, cloud, fallback, budget (0: none)
   // {"samples", "with_truth", "accuracy", "latency_ms_mean", "latency_ms_p50",
   //  "latency_ms_p95", "latency_ms_p99", "latency_ms_max", "l_app_ms", "slo_violation_rate",
-  //  "offload_ratio", "bytes_up", "counts": {"edge", "cloud", "fallback", "probe"},
-  //  "fallback_reasons": {...}, "accuracy_by_route": {"edge", "cloud", "fallback"}}
+  //  "offload_ratio", "bytes_up", "counts": {"edge", "cloud", "fallback", "budget", "probe",
+  //  "audit"}, "fallback_reasons": {...}, "accuracy_by_route": {"edge", "cloud", "fallback",
+  //  "budget"}}
   json to_json() const;
 };
 

@@ -1,0 +1,93 @@
+#pragma once
+// The selection comparison of the open-set scenario (issue 4): after the unseen classes appear,
+// the edge uploads a budget of post-shift samples chosen by a strategy, the cloud retrains its
+// student on them plus the device's earlier (pre-shift) uploads, and the new student's accuracy
+// is measured. One row per strategy and budget: accuracy of the resulting edge model against
+// the number of samples uploaded, at the same budget for every strategy.
+//
+// What each side sees, as in the live loop:
+//   edge   ranks the post-shift stream with its CURRENT student (seen classes only): the
+//          routing score stored in the student's meta (the margin when none) over the
+//          student's own pool, and the student's embeddings for k-center diversity;
+//   cloud  embeds and pseudo-labels the pre-shift set and the uploads with the FM and distills
+//          a new student against the FM's whole pool, warm-started from the current student.
+// True labels are never read for selection or training; only the evaluation and the reported
+// unseen share of the uploads read them. Torch-free.
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/json_io.h"
+#include "customize/distill.h"
+#include "customize/select.h"
+#include "data/dataset.h"
+#include "models/foundation.h"
+
+namespace edgefm::customize {
+
+struct SelectionStudyParams {
+  std::vector<std::string> strategies = {"random", "lowest_margin", "margin_diversity"};
+  // Upload counts to compare (e.g. 1 %, 2 %, 5 % of the post-shift stream). 0 is allowed: the
+  // retraining on the pre-shift set alone, computed once and reported for every strategy.
+  std::vector<size_t> budgets;
+  size_t random_repeats = 2;  // random selection averaged over this many seeds (>= 1)
+  // Epochs etc. of each retraining. The study sets warm_start (the initial student) and arch
+  // (the initial student's architecture, which a warm start needs).
+  DistillParams distill = distill_default_params();
+  SelectionParams selection;  // candidate_factor of margin_diversity
+  // The edge's ranking score: empty = the routing score in the student's meta (the margin when
+  // the meta has none); otherwise a route::score_names() name that needs no fit ("margin").
+  std::string rank_score;
+  // margin_diversity: k-center greedy also keeps away from the student's embeddings of the
+  // pre-shift uploads (the edge's record of what it has already sent), so the picks go where
+  // the cloud has no data yet. Off: k-center among the candidates only (select_for_upload).
+  bool diversity_from_uploaded = false;
+  uint64_t seed = 1;
+};
+SelectionStudyParams selection_study_default_params();
+
+struct SelectionRow {
+  std::string strategy;
+  size_t uploaded = 0;
+  double edge_accuracy = 0;  // mean over the repeats (random) on the evaluation set
+  double edge_accuracy_stdev = 0;  // over the repeats (0 for one)
+  // Share of uploads whose TRUE label is an unseen class (reported only; labels are never used
+  // for selection or training). Mean over the repeats.
+  double unseen_share = 0;
+  size_t repeats = 1;
+  double seconds = 0;  // wall time of one retraining + evaluation, mean over the repeats
+  json to_json() const;  // strategy, uploaded, edge_accuracy, edge_accuracy_stdev, unseen_share, repeats, seconds
+};
+
+struct SelectionStudy {
+  // The initial (seen-only) student on the evaluation set, against the FM's whole pool (the
+  // pool every retrained student is measured against) and against its own seen-class pool.
+  double initial_accuracy = 0;
+  double initial_own_pool_accuracy = 0;
+  double fm_accuracy = 0;  // the FM on the evaluation set
+  std::string rank_score;  // the score the edge ranked by
+  size_t pre_shift = 0, post_shift = 0, evaluation = 0;
+  std::vector<SelectionRow> rows;  // strategies in the order given, budgets ascending
+  double seconds = 0;
+  json to_json() const;  // the fields above, rows as an array of SelectionRow::to_json
+};
+
+// `initial_student`: the edge's current student artifact (seen classes only);
+// `pre_shift`: the device's earlier uploads the cloud still holds (labels unused);
+// `post_shift`: the stream after the shift, where uploads are selected from (labels only for
+// the reported unseen share); `evaluation`: labelled images of all classes; `unseen_labels`:
+// the evaluation/post-shift label indices of the unseen classes. Throws Error on an empty
+// budget list, a budget larger than the stream, an unknown strategy or rank score, zero
+// repeats, an empty evaluation set, images of another size than the FM takes, or a student
+// whose embedding dimension differs from the FM's. `progress` receives one line per row.
+SelectionStudy run_selection_study(const models::FoundationModel& fm,
+                                   const std::string& initial_student,
+                                   const data::Dataset& pre_shift, const data::Dataset& post_shift,
+                                   const data::Dataset& evaluation,
+                                   const std::vector<int>& unseen_labels,
+                                   const SelectionStudyParams& params,
+                                   const std::function<void(const std::string&)>& progress = {});
+
+}  // namespace edgefm::customize
