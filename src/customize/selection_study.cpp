@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "customize/job.h"
+#include "models/encoder.h"
 #include "models/student.h"
 #include "route/scores.h"
 
@@ -52,6 +53,9 @@ void validate(const SelectionStudyParams& params, const data::Dataset& post_shif
     }
   }
   if (params.random_repeats == 0) fail_expected("selection study random repeats", "at least 1", "0");
+  if (params.rounds < 1) {
+    fail_expected("selection study rounds", "at least 1", std::to_string(params.rounds));
+  }
   if (evaluation.size() == 0) fail_expected("selection study evaluation set", "labelled images", "none");
 }
 
@@ -180,20 +184,16 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
       std::to_string(100 * study.fm_accuracy) + " %");
 
   // The edge's view of the post-shift stream (and of what it uploaded before the shift).
-  auto edge_post = embed_dataset(*student.encoder, student.pool, post_shift);
-  const auto scores = edge_scores(*score, edge_post);
-  std::vector<float> uploaded_centers;
-  if (params.diversity_from_uploaded && pre_shift.size() > 0) {
-    uploaded_centers = embed_dataset(*student.encoder, student.pool, pre_shift).embeddings;
-  }
+  const auto edge_post = embed_dataset(*student.encoder, student.pool, post_shift);
+  const auto initial_scores = edge_scores(*score, edge_post);
+  const auto pre_images = pre_shift.to_float();
 
   // The cloud's view: FM embeddings and pseudo-labels. Embedding the whole stream once is the
   // same arithmetic as embedding each selection's uploads; only selected rows are used.
-  auto fm_pre = embed_dataset(*fm.image, pool, pre_shift);
-  auto fm_post = embed_dataset(*fm.image, pool, post_shift);
+  const auto fm_pre = embed_dataset(*fm.image, pool, pre_shift);
+  const auto fm_post = embed_dataset(*fm.image, pool, post_shift);
   const auto pre_labels = pseudo_label(fm_pre.embeddings, pool);
   const auto post_labels = pseudo_label(fm_post.embeddings, pool);
-  const auto pre_images = pre_shift.to_float();
   const auto dim = static_cast<size_t>(pool.dim());
   const std::unordered_set<int> unseen(unseen_labels.begin(), unseen_labels.end());
 
@@ -201,28 +201,89 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
   distill_params.warm_start = initial_student;
   distill_params.arch = student.encoder->arch();
 
-  struct Outcome {
-    double accuracy;
-    double unseen_share;
-    double seconds;
-  };
-  auto retrain = [&](const std::vector<size_t>& picked) {
-    const auto t0 = std::chrono::steady_clock::now();
+  // Pre-shift uploads plus the picked post-shift ones, as the cloud holds them.
+  auto cloud_set = [&](const std::vector<size_t>& picked) {
     DistillSet set;
     set.images = pre_images;
     set.fm_embeddings = fm_pre.embeddings;
     set.pseudo_labels = pre_labels;
     const auto images = post_shift.to_float(picked);
     set.images.insert(set.images.end(), images.begin(), images.end());
-    size_t unseen_count = 0;
     for (size_t i : picked) {
       set.fm_embeddings.insert(set.fm_embeddings.end(), fm_post.embeddings.begin() + i * dim,
                                fm_post.embeddings.begin() + (i + 1) * dim);
       set.pseudo_labels.push_back(post_labels[i]);
-      if (unseen.count(post_shift.labels[i])) ++unseen_count;
     }
-    auto trained = distill(set, pool, distill_params);
+    return set;
+  };
+
+  // Picks of an uncertainty strategy, round by round (see SelectionStudyParams::rounds).
+  const int rounds = params.rounds;
+  const auto later_score = route::score_needs_fit(score->name()) ? route::make_score("margin")
+                                                                 : route::make_score(score->name(), score->params());
+  auto select_uncertain = [&](SelectionStrategy strategy, size_t budget, uint64_t seed) {
+    std::vector<size_t> picked;
+    std::vector<char> taken(post_shift.size(), 0);
+    std::shared_ptr<const models::ImageEncoder> ranker;  // null: the initial student
+    for (int round = 1; round <= rounds; ++round) {
+      const size_t target = budget * static_cast<size_t>(round) / static_cast<size_t>(rounds);
+      if (target > picked.size()) {
+        std::vector<size_t> remaining;
+        for (size_t i = 0; i < post_shift.size(); ++i) {
+          if (!taken[i]) remaining.push_back(i);
+        }
+        Embedded view;
+        std::vector<float> scores;
+        std::vector<float> centers;
+        if (!ranker) {
+          view = edge_post;  // nothing is taken before round 1
+          scores = initial_scores;
+          if (params.diversity_from_uploaded && pre_shift.size() > 0) {
+            centers = embed_images(*student.encoder, student.pool, pre_images.data(), pre_shift.size()).embeddings;
+          }
+        } else {
+          const auto images = post_shift.to_float(remaining);
+          view = embed_images(*ranker, pool, images.data(), remaining.size());
+          scores = edge_scores(*later_score, view);
+          if (params.diversity_from_uploaded && pre_shift.size() > 0) {
+            centers = models::embed_all(*ranker, pre_images.data(), static_cast<int64_t>(pre_shift.size()));
+          }
+          const auto uploaded = post_shift.to_float(picked);
+          const auto uploaded_view = models::embed_all(*ranker, uploaded.data(), static_cast<int64_t>(picked.size()));
+          centers.insert(centers.end(), uploaded_view.begin(), uploaded_view.end());
+        }
+        const size_t round_budget = target - picked.size();
+        std::vector<size_t> chosen;
+        if (strategy == SelectionStrategy::margin_diversity && !centers.empty()) {
+          chosen = diverse_from(scores, view, centers, round_budget, params.selection);
+        } else {
+          chosen = select_for_upload(strategy, scores, view.embeddings.data(), view.dim, round_budget,
+                                     seed, params.selection);
+        }
+        for (size_t c : chosen) {
+          picked.push_back(remaining[c]);
+          taken[remaining[c]] = 1;
+        }
+      }
+      if (round < rounds) {
+        auto round_params = distill_params;
+        round_params.epochs = std::max(2, params.distill.epochs / 3);
+        ranker = distill(cloud_set(picked), pool, round_params).student;
+      }
+    }
+    return picked;
+  };
+
+  struct Outcome {
+    double accuracy;
+    double unseen_share;
+    double seconds;
+  };
+  auto retrain = [&](const std::vector<size_t>& picked, std::chrono::steady_clock::time_point t0) {
+    auto trained = distill(cloud_set(picked), pool, distill_params);
     auto edge_eval = embed_dataset(*trained.student, pool, evaluation);
+    size_t unseen_count = 0;
+    for (size_t i : picked) unseen_count += unseen.count(post_shift.labels[i]);
     Outcome out;
     out.accuracy = fraction_correct(correct_predictions(edge_eval, eval_to_label, evaluation.labels));
     out.unseen_share = picked.empty() ? 0.0 : static_cast<double>(unseen_count) / picked.size();
@@ -244,20 +305,17 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
       std::vector<double> accuracies, shares, seconds;
       const size_t repeats = strategy == SelectionStrategy::random && budget > 0 ? params.random_repeats : 1;
       for (size_t r = 0; r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
         Outcome outcome;
         if (budget == 0) {
-          if (!no_uploads) no_uploads = retrain({});
+          if (!no_uploads) no_uploads = retrain({}, t0);
           outcome = *no_uploads;
+        } else if (strategy == SelectionStrategy::random) {
+          outcome = retrain(select_for_upload(strategy, initial_scores, nullptr, 0, budget,
+                                              params.seed + r),
+                            t0);
         } else {
-          const uint64_t seed = params.seed + r;
-          std::vector<size_t> picked;
-          if (strategy == SelectionStrategy::margin_diversity && !uploaded_centers.empty()) {
-            picked = diverse_from(scores, edge_post, uploaded_centers, budget, params.selection);
-          } else {
-            picked = select_for_upload(strategy, scores, edge_post.embeddings.data(), edge_post.dim,
-                                       budget, seed, params.selection);
-          }
-          outcome = retrain(picked);
+          outcome = retrain(select_uncertain(strategy, budget, params.seed + r), t0);
         }
         accuracies.push_back(outcome.accuracy);
         shares.push_back(outcome.unseen_share);

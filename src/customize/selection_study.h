@@ -44,6 +44,13 @@ struct SelectionStudyParams {
   // pre-shift uploads (the edge's record of what it has already sent), so the picks go where
   // the cloud has no data yet. Off: k-center among the candidates only (select_for_upload).
   bool diversity_from_uploaded = false;
+  // Upload rounds of the uncertainty strategies, as the live loop runs them: round r uploads its
+  // share of the budget ranked by the student of round r - 1 (round 1: the initial student,
+  // over its own pool; later: a student retrained on the uploads so far, over the FM's pool,
+  // with a third of the epochs), k-center keeping away from the uploads so far. The final
+  // student is trained like random's: from the initial student on pre-shift + all uploads.
+  // Random selection needs no model and uploads its budget at once.
+  int rounds = 1;
   uint64_t seed = 1;
 };
 SelectionStudyParams selection_study_default_params();
