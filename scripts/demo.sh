@@ -2,9 +2,12 @@
 # The main job end to end on the embedded default: train (or reuse) the reference FM on
 # Fashion-MNIST, customize the smallest edge model from at most 20 % of the training images
 # chosen by the selection strategy, customize two seen-classes-only students for the
-# open-set evaluation, evaluate everything, print a short table, then run a short live
-# experiment (cloud service + link emulator on a real uplink trace + edge runtime).
-# Results: out/demo/summary.json (schema in README.md), curve.csv, curve.png, experiment/.
+# open-set evaluation, evaluate everything, print a short table, run a short live
+# experiment (cloud service + link emulator on a real uplink trace + edge runtime), and end
+# with a short open-set scenario (the whole customization loop live: audits, drift, uploads,
+# a customization job, the model hot swap).
+# Results: out/demo/summary.json (schema in README.md), curve.csv, curve.png, experiment/,
+# scenario/.
 #
 #   scripts/demo.sh            FM_EPOCHS=3 by default; FM_EPOCHS=12 is the longer setting
 set -euo pipefail
@@ -21,14 +24,14 @@ fm=models/fm-e${FM_EPOCHS}.pt
 started=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - started )) s)"; }
 
-step "1/5 reference FM ($FM_EPOCHS epochs; reused when $fm exists)"
+step "1/6 reference FM ($FM_EPOCHS epochs; reused when $fm exists)"
 $bin fm train --epochs "$FM_EPOCHS" --out "$fm" --reuse --json "$out/fm-train.json"
 
-step "2/5 customize tiny-cnn from 20 % of the training images (lowest margin + diversity)"
+step "2/6 customize tiny-cnn from 20 % of the training images (lowest margin + diversity)"
 $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
   --out models/student.pt --json "$out/customize.json"
 
-step "3/5 customize on seen classes only, for the open-set evaluation (two splits)"
+step "3/6 customize on seen classes only, for the open-set evaluation (two splits)"
 $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
   --outliers 0.5 --split configs/split-default.json --out models/student-seen-default.pt \
   --json "$out/customize-seen-default.json"
@@ -36,16 +39,22 @@ $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversi
   --outliers 0.5 --split configs/split-even.json --out models/student-seen-even.pt \
   --json "$out/customize-seen-even.json"
 
-step "4/5 evaluate: FM only, edge only, EdgeFM at the searched threshold, open set"
+step "4/6 evaluate: FM only, edge only, EdgeFM at the searched threshold, open set"
 $bin eval --fm "$fm" --student models/student.pt \
   --open-set configs/split-default.json=models/student-seen-default.pt \
   --open-set configs/split-even.json=models/student-seen-even.pt \
   --out-dir "$out" --json "$out/summary.json"
 
-step "5/5 live: cloud service, link emulator on a cellular trace and edge runtime as processes"
+step "5/6 live: cloud service, link emulator on a cellular trace and edge runtime as processes"
 $bin experiment --fm "$fm" --student models/student.pt --traces Verizon-LTE-short \
   --samples "${EXPERIMENT_SAMPLES:-1000}" --out "$out/experiment"
 cat "$out/experiment/results.md"
 
+step "6/6 open-set scenario, short: unseen classes appear, audits detect it, the loop customizes"
+$bin scenario --fm "$fm" --split default --history 1500 --samples 3000 --shift-at 600 \
+  --detection-samples 600 --rate 50 --window-s 6 --job-epochs 6 --post-shift 2000 \
+  --study-epochs 4 --random-repeats 1 --out "$out/scenario"
+
 echo
-echo "demo finished in $(( $(date +%s) - started )) s: $out/summary.json, $out/curve.png"
+echo "demo finished in $(( $(date +%s) - started )) s: $out/summary.json, $out/curve.png," \
+  "$out/experiment/results.md, $out/scenario/results.md"

@@ -33,7 +33,7 @@ struct ScenarioOptions {
   std::string trace = "Verizon-LTE-short";  // a file, or a name in trace_dir
   std::string trace_dir;                // empty: default_trace_dir()
   int64_t delay_ms = 40;                // one-way delay of the link
-  double l_app_ms = 60.0;               // the edge's latency budget
+  double l_app_ms = 20.0;               // the edge's latency budget (binds: offload <~ 20 %)
   std::vector<std::string> splits = {"default", "even"};  // names or split JSON files
   size_t full_loop_splits = 1;          // the first N splits run the whole loop (jobs on)
   size_t history = 3000;                // seen-class training images uploaded before the stream
