@@ -21,6 +21,7 @@
 #include "edge/experiment.h"
 #include "edge/process.h"
 #include "edge/runtime.h"
+#include "eval/metrics.h"
 #include "eval/report.h"
 
 namespace edgefm::edge {
@@ -216,6 +217,26 @@ const json* first_event(const std::vector<json>& events, const std::set<std::str
     if (kinds.count(e.value("event", ""))) return &e;
   }
   return nullptr;
+}
+
+// Open-set AUROC of the routing score on a live run: samples answered by the first model
+// (version `first_version`), seen classes positive, as in `edgefm eval`.
+json live_open_set(const std::vector<json>& answers, const std::vector<std::string>& unseen_names,
+                   const std::string& first_version) {
+  const std::set<std::string> unseen(unseen_names.begin(), unseen_names.end());
+  std::vector<float> seen_scores, unseen_scores;
+  for (const json& a : answers) {
+    if (a.value("model_version", "") != first_version) continue;
+    const json truth = a.value("truth", json());
+    if (!truth.is_string()) continue;
+    (unseen.count(truth.get<std::string>()) ? unseen_scores : seen_scores)
+        .push_back(a.value("score", 0.0f));
+  }
+  if (seen_scores.empty() || unseen_scores.empty()) return nullptr;
+  return {{"auroc", eval::auroc(seen_scores, unseen_scores)},
+          {"fpr95", eval::fpr_at_tpr(seen_scores, unseen_scores, 0.95)},
+          {"seen", seen_scores.size()},
+          {"unseen", unseen_scores.size()}};
 }
 
 }  // namespace
@@ -454,7 +475,10 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
       }
       return row;
     };
-    detection.push_back(detection_row(with_audit, "audit", audit_length));
+    json audit_row = detection_row(with_audit, "audit", audit_length);
+    audit_row["live_open_set"] =
+        live_open_set(read_jsonl(with_audit.log), unseen_names, std::to_string(version));
+    detection.push_back(audit_row);
     detection.push_back(detection_row(without, "no audit", detection_length));
 
     json split_json = {{"split", name}, {"seen", split.seen}, {"unseen", unseen_names},
@@ -667,14 +691,17 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   {
     report.heading("Detection of the shift");
     Table t({"split", "mode", "first unseen sample", "detected at", "samples to detection",
-             "trigger", "audits"});
+             "trigger", "audits", "routing-score AUROC (first model, live)"});
     for (const auto& d : detection) {
       t.add_row({d.value("split", ""), d.value("mode", ""),
                  std::to_string(d.value("first_unseen_sample", 0)),
                  d.value("detected", false) ? std::to_string(d.value("detected_at_sample", 0)) : "-",
                  d["samples_to_detection"].is_null() ? "not detected"
                                                      : d["samples_to_detection"].dump(),
-                 d.value("trigger", "-"), std::to_string(d.value("audits", 0))});
+                 d.value("trigger", "-"), std::to_string(d.value("audits", 0)),
+                 d.contains("live_open_set") && d["live_open_set"].is_object()
+                     ? fmt(d["live_open_set"].value("auroc", 0.0), 3)
+                     : "-"});
     }
     report.table(t);
   }
