@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -53,6 +52,9 @@ void validate(const SelectionStudyParams& params, const data::Dataset& post_shif
     }
   }
   if (params.random_repeats == 0) fail_expected("selection study random repeats", "at least 1", "0");
+  if (!(params.audit_share >= 0.0 && params.audit_share <= 1.0)) {
+    fail_expected("selection study audit share", "a share in [0, 1]", std::to_string(params.audit_share));
+  }
   if (params.rounds < 1) {
     fail_expected("selection study rounds", "at least 1", std::to_string(params.rounds));
   }
@@ -67,22 +69,139 @@ std::vector<float> edge_scores(const route::ConfidenceScore& score, const Embedd
   return scores;
 }
 
-// The lowest-score candidates (candidate_factor per budgeted sample), then k-center greedy that
-// also keeps away from `centers`: the same candidates as select_for_upload's margin_diversity.
-std::vector<size_t> diverse_from(std::span<const float> scores, const Embedded& edge,
-                                 const std::vector<float>& centers, size_t budget,
-                                 const SelectionParams& params) {
+// margin_diversity's picks among n rows (scores n, embeddings n x d): round((1 - audit_share) *
+// budget) by select_for_upload's margin_diversity, except that with `centers` (num x d) k-center
+// greedy also keeps away from them (over the same lowest-score candidates, candidate_factor per
+// pick); the rest drawn uniformly from the rows not picked (the audit).
+std::vector<size_t> pick_rows(std::span<const float> scores, const float* embeddings, int d,
+                              size_t budget, uint64_t seed, const std::vector<float>& centers,
+                              const SelectionParams& params, double audit_share) {
   const size_t n = scores.size();
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), size_t{0});
-  auto key = [&](size_t i) {
-    return std::isnan(scores[i]) ? std::numeric_limits<float>::infinity() : scores[i];
+  budget = std::min(budget, n);
+  const auto audits = static_cast<size_t>(std::lround(audit_share * static_cast<double>(budget)));
+  const size_t ranked = budget - audits;
+  std::vector<size_t> picked;
+  if (centers.empty()) {
+    picked = select_for_upload(SelectionStrategy::margin_diversity, scores, embeddings, d, ranked,
+                               seed, params);
+  } else {
+    auto order = select_for_upload(SelectionStrategy::lowest_margin, scores, nullptr, d, n, seed, params);
+    const size_t factor = std::max<size_t>(1, params.candidate_factor);
+    order.resize(std::min(n, ranked > n / factor ? n : ranked * factor));
+    picked = k_center_greedy(embeddings, d, order, ranked, centers.data(),
+                             centers.size() / static_cast<size_t>(d));
+  }
+  if (audits > 0) {
+    std::vector<char> taken(n, 0);
+    for (size_t i : picked) taken[i] = 1;
+    std::vector<size_t> rest;
+    for (size_t i = 0; i < n; ++i) {
+      if (!taken[i]) rest.push_back(i);
+    }
+    std::vector<float> flat(rest.size(), 0.0f);
+    for (size_t j : select_for_upload(SelectionStrategy::random, flat, nullptr, d, audits, seed + 7919, params)) {
+      picked.push_back(rest[j]);
+    }
+  }
+  return picked;
+}
+
+}  // namespace
+
+std::vector<size_t> novelty_quotas(const std::vector<int>& history_predictions,
+                                   const std::vector<int>& stream_predictions, int classes,
+                                   size_t budget) {
+  if (classes <= 0) fail_expected("novelty quotas", "at least one class", std::to_string(classes));
+  std::vector<double> history(static_cast<size_t>(classes), 0.0), stream(history);
+  auto count = [&](const std::vector<int>& predictions, std::vector<double>& share) {
+    for (int c : predictions) {
+      if (c < 0 || c >= classes) {
+        fail_expected("novelty quotas", "predictions in [0, " + std::to_string(classes) + ")",
+                      std::to_string(c));
+      }
+      share[static_cast<size_t>(c)] += 1.0 / static_cast<double>(predictions.size());
+    }
   };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
-  const size_t factor = std::max<size_t>(1, params.candidate_factor);
-  order.resize(std::min(n, budget > n / factor ? n : budget * factor));
-  return k_center_greedy(edge.embeddings.data(), edge.dim, order, budget, centers.data(),
-                         centers.size() / static_cast<size_t>(edge.dim));
+  count(history_predictions, history);
+  count(stream_predictions, stream);
+  // The largest share of the history that the stream can still hold in every class: the
+  // known part of the stream; the rest of each class's share is its estimated novel mass.
+  double known = 1.0;
+  for (int c = 0; c < classes; ++c) {
+    if (history[c] > 0) known = std::min(known, stream[c] / history[c]);
+  }
+  std::vector<double> novel(static_cast<size_t>(classes));
+  double total = 0;
+  for (int c = 0; c < classes; ++c) {
+    novel[c] = std::max(0.0, stream[c] - known * history[c]);
+    total += novel[c];
+  }
+  std::vector<size_t> quotas(static_cast<size_t>(classes), 0);
+  if (budget == 0) return quotas;
+  if (total <= 1e-12) {  // no class gained: the stream looks like the history; share evenly
+    std::fill(novel.begin(), novel.end(), 1.0);
+    total = classes;
+  }
+  // Largest remainder; ties go to the lower class index.
+  size_t given = 0;
+  std::vector<std::pair<double, int>> remainders;
+  for (int c = 0; c < classes; ++c) {
+    const double exact = static_cast<double>(budget) * novel[c] / total;
+    quotas[c] = static_cast<size_t>(std::floor(exact));
+    given += quotas[c];
+    remainders.push_back({exact - std::floor(exact), c});
+  }
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t r = 0; given < budget; ++r, ++given) quotas[remainders[r % remainders.size()].second]++;
+  return quotas;
+}
+
+namespace {
+
+// margin_diversity with novelty quotas: each predicted class's quota picked by pick_rows among
+// the samples predicted as that class; a quota larger than its class is filled by the lowest
+// scores elsewhere.
+std::vector<size_t> pick_by_quotas(const Embedded& view, std::span<const float> scores,
+                                   const std::vector<int>& history_predictions, size_t budget,
+                                   uint64_t seed, const std::vector<float>& centers,
+                                   const SelectionStudyParams& params) {
+  const auto quotas = novelty_quotas(history_predictions, view.predictions, view.classes, budget);
+  const auto d = static_cast<size_t>(view.dim);
+  std::vector<size_t> chosen;
+  std::vector<char> taken(view.n, 0);
+  for (int c = 0; c < view.classes; ++c) {
+    std::vector<size_t> rows;
+    for (size_t i = 0; i < view.n; ++i) {
+      if (view.predictions[i] == c) rows.push_back(i);
+    }
+    if (rows.empty() || quotas[c] == 0) continue;
+    std::vector<float> class_scores(rows.size());
+    std::vector<float> class_embeddings(rows.size() * d);
+    for (size_t j = 0; j < rows.size(); ++j) {
+      class_scores[j] = scores[rows[j]];
+      std::copy_n(view.embeddings.begin() + rows[j] * d, d, class_embeddings.begin() + j * d);
+    }
+    for (size_t j : pick_rows(class_scores, class_embeddings.data(), view.dim, quotas[c],
+                              seed + static_cast<uint64_t>(c), centers, params.selection,
+                              params.audit_share)) {
+      chosen.push_back(rows[j]);
+      taken[rows[j]] = 1;
+    }
+  }
+  if (chosen.size() < budget) {
+    std::vector<size_t> rest;
+    for (size_t i = 0; i < view.n; ++i) {
+      if (!taken[i]) rest.push_back(i);
+    }
+    std::vector<float> rest_scores(rest.size());
+    for (size_t j = 0; j < rest.size(); ++j) rest_scores[j] = scores[rest[j]];
+    for (size_t j : select_for_upload(SelectionStrategy::lowest_margin, rest_scores, nullptr,
+                                      view.dim, budget - chosen.size(), seed)) {
+      chosen.push_back(rest[j]);
+    }
+  }
+  return chosen;
 }
 
 double mean(const std::vector<double>& v) {
@@ -107,6 +226,7 @@ json SelectionRow::to_json() const {
           {"edge_accuracy", edge_accuracy},
           {"edge_accuracy_stdev", edge_accuracy_stdev},
           {"unseen_share", unseen_share},
+          {"uploads_per_label", uploads_per_label},
           {"repeats", repeats},
           {"seconds", seconds}};
 }
@@ -217,11 +337,17 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
     return set;
   };
 
-  // Picks of an uncertainty strategy, round by round (see SelectionStudyParams::rounds).
+  // margin_diversity's picks, round by round (see SelectionStudyParams).
   const int rounds = params.rounds;
   const auto later_score = route::score_needs_fit(score->name()) ? route::make_score("margin")
                                                                  : route::make_score(score->name(), score->params());
-  auto select_uncertain = [&](SelectionStrategy strategy, size_t budget, uint64_t seed) {
+  const bool needs_history =
+      (params.diversity_from_uploaded || params.novelty_quotas) && pre_shift.size() > 0;
+  Embedded initial_history;
+  if (needs_history) {
+    initial_history = embed_images(*student.encoder, student.pool, pre_images.data(), pre_shift.size());
+  }
+  auto select_history_aware = [&](size_t budget, uint64_t seed) {
     std::vector<size_t> picked;
     std::vector<char> taken(post_shift.size(), 0);
     std::shared_ptr<const models::ImageEncoder> ranker;  // null: the initial student
@@ -234,32 +360,35 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
         }
         Embedded view;
         std::vector<float> scores;
-        std::vector<float> centers;
+        const Embedded* history = nullptr;  // the ranker's view of the pre-shift uploads
+        Embedded ranker_history;
         if (!ranker) {
           view = edge_post;  // nothing is taken before round 1
           scores = initial_scores;
-          if (params.diversity_from_uploaded && pre_shift.size() > 0) {
-            centers = embed_images(*student.encoder, student.pool, pre_images.data(), pre_shift.size()).embeddings;
-          }
+          if (needs_history) history = &initial_history;
         } else {
           const auto images = post_shift.to_float(remaining);
           view = embed_images(*ranker, pool, images.data(), remaining.size());
           scores = edge_scores(*later_score, view);
-          if (params.diversity_from_uploaded && pre_shift.size() > 0) {
-            centers = models::embed_all(*ranker, pre_images.data(), static_cast<int64_t>(pre_shift.size()));
+          if (needs_history) {
+            ranker_history = embed_images(*ranker, pool, pre_images.data(), pre_shift.size());
+            history = &ranker_history;
           }
+        }
+        std::vector<float> centers;
+        if (params.diversity_from_uploaded && history) centers = history->embeddings;
+        if (ranker && !picked.empty()) {
           const auto uploaded = post_shift.to_float(picked);
-          const auto uploaded_view = models::embed_all(*ranker, uploaded.data(), static_cast<int64_t>(picked.size()));
+          const auto uploaded_view =
+              models::embed_all(*ranker, uploaded.data(), static_cast<int64_t>(picked.size()));
           centers.insert(centers.end(), uploaded_view.begin(), uploaded_view.end());
         }
         const size_t round_budget = target - picked.size();
-        std::vector<size_t> chosen;
-        if (strategy == SelectionStrategy::margin_diversity && !centers.empty()) {
-          chosen = diverse_from(scores, view, centers, round_budget, params.selection);
-        } else {
-          chosen = select_for_upload(strategy, scores, view.embeddings.data(), view.dim, round_budget,
-                                     seed, params.selection);
-        }
+        const auto chosen =  // rows of view
+            params.novelty_quotas && history
+                ? pick_by_quotas(view, scores, history->predictions, round_budget, seed, centers, params)
+                : pick_rows(scores, view.embeddings.data(), view.dim, round_budget, seed, centers,
+                            params.selection, params.audit_share);
         for (size_t c : chosen) {
           picked.push_back(remaining[c]);
           taken[remaining[c]] = 1;
@@ -277,14 +406,24 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
   struct Outcome {
     double accuracy;
     double unseen_share;
+    std::vector<double> per_label;
     double seconds;
   };
+  const size_t labels = std::max<size_t>(
+      post_shift.class_names.size(),
+      post_shift.size() ? static_cast<size_t>(*std::max_element(post_shift.labels.begin(),
+                                                                post_shift.labels.end()) + 1)
+                        : 0);
   auto retrain = [&](const std::vector<size_t>& picked, std::chrono::steady_clock::time_point t0) {
     auto trained = distill(cloud_set(picked), pool, distill_params);
     auto edge_eval = embed_dataset(*trained.student, pool, evaluation);
     size_t unseen_count = 0;
-    for (size_t i : picked) unseen_count += unseen.count(post_shift.labels[i]);
     Outcome out;
+    out.per_label.assign(labels, 0.0);
+    for (size_t i : picked) {
+      unseen_count += unseen.count(post_shift.labels[i]);
+      out.per_label[static_cast<size_t>(post_shift.labels[i])] += 1.0;
+    }
     out.accuracy = fraction_correct(correct_predictions(edge_eval, eval_to_label, evaluation.labels));
     out.unseen_share = picked.empty() ? 0.0 : static_cast<double>(unseen_count) / picked.size();
     out.seconds = seconds_since(t0);
@@ -303,22 +442,26 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
       row.strategy = name;
       row.uploaded = budget;
       std::vector<double> accuracies, shares, seconds;
-      const size_t repeats = strategy == SelectionStrategy::random && budget > 0 ? params.random_repeats : 1;
+      std::vector<std::vector<double>> per_labels;
+      const bool seeded = strategy == SelectionStrategy::random ||
+                          (strategy == SelectionStrategy::margin_diversity && params.audit_share > 0);
+      const size_t repeats = seeded && budget > 0 ? params.random_repeats : 1;
       for (size_t r = 0; r < repeats; ++r) {
         const auto t0 = std::chrono::steady_clock::now();
         Outcome outcome;
         if (budget == 0) {
           if (!no_uploads) no_uploads = retrain({}, t0);
           outcome = *no_uploads;
-        } else if (strategy == SelectionStrategy::random) {
-          outcome = retrain(select_for_upload(strategy, initial_scores, nullptr, 0, budget,
-                                              params.seed + r),
-                            t0);
+        } else if (strategy == SelectionStrategy::margin_diversity) {
+          outcome = retrain(select_history_aware(budget, params.seed + r), t0);
         } else {
-          outcome = retrain(select_uncertain(strategy, budget, params.seed + r), t0);
+          outcome = retrain(select_for_upload(strategy, initial_scores, edge_post.embeddings.data(),
+                                              edge_post.dim, budget, params.seed + r, params.selection),
+                            t0);
         }
         accuracies.push_back(outcome.accuracy);
         shares.push_back(outcome.unseen_share);
+        per_labels.push_back(outcome.per_label);
         seconds.push_back(outcome.seconds);
       }
       row.repeats = repeats;
@@ -326,6 +469,10 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
       row.edge_accuracy_stdev = stdev(accuracies);
       row.unseen_share = mean(shares);
       row.seconds = mean(seconds);
+      row.uploads_per_label.assign(labels, 0.0);
+      for (const auto& per_label : per_labels) {
+        for (size_t l = 0; l < labels; ++l) row.uploads_per_label[l] += per_label[l] / repeats;
+      }
       char line[200];
       std::snprintf(line, sizeof line, "%s, %zu uploaded: edge %.2f %%, unseen share %.2f, %.1f s",
                     name.c_str(), budget, 100 * row.edge_accuracy, row.unseen_share, row.seconds);

@@ -32,7 +32,7 @@ struct SelectionStudyParams {
   // Upload counts to compare (e.g. 1 %, 2 %, 5 % of the post-shift stream). 0 is allowed: the
   // retraining on the pre-shift set alone, computed once and reported for every strategy.
   std::vector<size_t> budgets;
-  size_t random_repeats = 2;  // random selection averaged over this many seeds (>= 1)
+  size_t random_repeats = 2;  // seeded selections averaged over this many seeds (>= 1)
   // Epochs etc. of each retraining. The study sets warm_start (the initial student) and arch
   // (the initial student's architecture, which a warm start needs).
   DistillParams distill = distill_default_params();
@@ -40,16 +40,26 @@ struct SelectionStudyParams {
   // The edge's ranking score: empty = the routing score in the student's meta (the margin when
   // the meta has none); otherwise a route::score_names() name that needs no fit ("margin").
   std::string rank_score;
-  // margin_diversity: k-center greedy also keeps away from the student's embeddings of the
-  // pre-shift uploads (the edge's record of what it has already sent), so the picks go where
-  // the cloud has no data yet. Off: k-center among the candidates only (select_for_upload).
-  bool diversity_from_uploaded = false;
-  // Upload rounds of the uncertainty strategies, as the live loop runs them: round r uploads its
-  // share of the budget ranked by the student of round r - 1 (round 1: the initial student,
-  // over its own pool; later: a student retrained on the uploads so far, over the FM's pool,
-  // with a third of the epochs), k-center keeping away from the uploads so far. The final
-  // student is trained like random's: from the initial student on pre-shift + all uploads.
-  // Random selection needs no model and uploads its budget at once.
+  // How margin_diversity (the edge's full strategy) uses what the edge knows beyond the
+  // margins; lowest_margin stays plain (select_for_upload with the initial student), random too.
+  // Defaults: the combination measured best on the default split (docs in the study's report).
+  //
+  // k-center greedy also keeps away from the student's embeddings of the pre-shift uploads (the
+  // edge's record of what it has already sent), so the picks go where the cloud has no data.
+  bool diversity_from_uploaded = true;
+  // The budget is split across the classes the edge predicts by novelty_quotas (below) of the
+  // pre-shift uploads against the stream: where novel samples hide under a seen class's name.
+  bool novelty_quotas = true;
+  // Share of each pick (with novelty_quotas: of each predicted class's quota) drawn uniformly
+  // from the samples the margins left: the audit of confident samples, since a score can be
+  // confidently wrong on a class the edge never saw (issue 4's audit sampling). With a share
+  // above 0 the selection is seeded, so margin_diversity is averaged over random_repeats too.
+  double audit_share = 0.5;
+  // Upload rounds, as the live loop runs them: round r uploads its share of the budget ranked
+  // by the student of round r - 1 (round 1: the initial student over its own pool; later: a
+  // student retrained on pre-shift + the uploads so far with a third of the epochs, over the
+  // FM's pool), k-center also keeping away from the uploads so far. The final student is
+  // trained like every other row's: from the initial student on pre-shift + all uploads.
   int rounds = 1;
   uint64_t seed = 1;
 };
@@ -63,9 +73,11 @@ struct SelectionRow {
   // Share of uploads whose TRUE label is an unseen class (reported only; labels are never used
   // for selection or training). Mean over the repeats.
   double unseen_share = 0;
+  // Uploads per TRUE label of the post-shift set (reported only), mean over the repeats.
+  std::vector<double> uploads_per_label;
   size_t repeats = 1;
   double seconds = 0;  // wall time of one retraining + evaluation, mean over the repeats
-  json to_json() const;  // strategy, uploaded, edge_accuracy, edge_accuracy_stdev, unseen_share, repeats, seconds
+  json to_json() const;  // every field above, by the same names
 };
 
 struct SelectionStudy {
@@ -80,6 +92,16 @@ struct SelectionStudy {
   double seconds = 0;
   json to_json() const;  // the fields above, rows as an array of SelectionRow::to_json
 };
+
+// Open-set label shift, from predictions alone: the edge predicts classes on its history
+// (what it uploaded before) and on the stream. Assuming the known classes keep their relative
+// frequencies, the stream holds `known` = min_c stream_c / history_c of the history's mix; each
+// predicted class's share beyond known * history_c is novel mass hiding under that name.
+// Returns `budget` split across the classes in proportion to it (largest remainder; evenly
+// when no class gained). Predictions in [0, classes); throws Error otherwise.
+std::vector<size_t> novelty_quotas(const std::vector<int>& history_predictions,
+                                   const std::vector<int>& stream_predictions, int classes,
+                                   size_t budget);
 
 // `initial_student`: the edge's current student artifact (seen classes only);
 // `pre_shift`: the device's earlier uploads the cloud still holds (labels unused);

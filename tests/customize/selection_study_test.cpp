@@ -87,7 +87,8 @@ TEST(SelectionStudy, OneRowPerStrategyAndBudgetInJson) {
     EXPECT_LE(row.edge_accuracy, 1.0);
     EXPECT_GE(row.unseen_share, 0.0);
     EXPECT_LE(row.unseen_share, 1.0);
-    EXPECT_EQ(row.repeats, row.strategy == "random" ? 2u : 1u);
+    // margin_diversity's audit share makes it seeded: averaged like random.
+    EXPECT_EQ(row.repeats, row.strategy == "lowest_margin" ? 1u : 2u);
   }
   for (double a : {study.initial_accuracy, study.initial_own_pool_accuracy, study.fm_accuracy}) {
     EXPECT_GT(a, 0.0);
@@ -125,12 +126,11 @@ TEST(SelectionStudy, SameSeedSameRows) {
   }
 }
 
-// The edge's uncertainty finds the new classes, and retraining on them is what lifts the
-// student: uploads chosen by lowest margin are mostly unseen-class images, and the retrained
-// student beats both the seen-only student and a retraining on the pre-shift set alone.
+// Retraining is what lifts the seen-only student once uploads bring the new classes: the
+// retrained student beats both the initial student and a retraining on the pre-shift set alone.
 TEST(SelectionStudy, UploadsOfUnseenClassesImproveTheEdgeModel) {
-  auto params = quick_params({0, 80});
-  params.strategies = {"lowest_margin"};
+  auto params = quick_params({0, 120});
+  params.strategies = {"random"};
   params.distill.epochs = 4;
   auto study = run(params);
   ASSERT_EQ(study.rows.size(), 2u);
@@ -138,11 +138,76 @@ TEST(SelectionStudy, UploadsOfUnseenClassesImproveTheEdgeModel) {
   const auto& some = study.rows[1];
   EXPECT_EQ(none.uploaded, 0u);
   EXPECT_EQ(none.unseen_share, 0.0);
-  EXPECT_EQ(some.uploaded, 80u);
-  // 40 % of the stream is unseen; the lowest margins pick more of it than that.
-  EXPECT_GT(some.unseen_share, 0.5);
+  EXPECT_EQ(some.uploaded, 120u);
+  EXPECT_GT(some.unseen_share, 0.2);  // 40 % of the stream is unseen
+  ASSERT_EQ(some.uploads_per_label.size(), 10u);
+  double total = 0;
+  for (double c : some.uploads_per_label) total += c;
+  EXPECT_EQ(total, 120.0);
   EXPECT_GT(some.edge_accuracy, study.initial_accuracy + 0.05);
   EXPECT_GT(some.edge_accuracy, none.edge_accuracy + 0.05);
+}
+
+// margin_diversity's options: rounds keep the budget; without audits it is deterministic (one
+// repeat), and each option changes what it picks.
+TEST(SelectionStudy, MarginDiversityOptionsKeepTheBudget) {
+  auto params = quick_params({30});
+  params.strategies = {"margin_diversity"};
+  params.random_repeats = 2;
+  params.rounds = 2;
+  auto rounds = run(params);
+  ASSERT_EQ(rounds.rows.size(), 1u);
+  EXPECT_EQ(rounds.rows[0].repeats, 2u);
+  params.rounds = 1;
+  params.audit_share = 0.0;
+  params.novelty_quotas = false;
+  params.diversity_from_uploaded = false;
+  auto plain = run(params);
+  EXPECT_EQ(plain.rows[0].repeats, 1u);
+  params.diversity_from_uploaded = true;
+  auto from_uploaded = run(params);
+  for (const auto* study : {&rounds, &plain, &from_uploaded}) {
+    double total = 0;
+    for (double c : study->rows[0].uploads_per_label) total += c;
+    EXPECT_EQ(total, 30.0);
+  }
+  EXPECT_NE(plain.rows[0].uploads_per_label, from_uploaded.rows[0].uploads_per_label);
+}
+
+// The audit share draws from the stream by the seed; without it the margins decide alone.
+TEST(SelectionStudy, AuditsDependOnTheSeed) {
+  auto params = quick_params({60});
+  params.strategies = {"margin_diversity"};
+  params.distill.epochs = 1;
+  auto first = run(params);
+  params.seed = 2;
+  auto second = run(params);
+  EXPECT_NE(first.rows[0].uploads_per_label, second.rows[0].uploads_per_label);
+  params.audit_share = 0.0;
+  auto third = run(params);
+  params.seed = 1;
+  auto fourth = run(params);
+  EXPECT_EQ(third.rows[0].uploads_per_label, fourth.rows[0].uploads_per_label);
+}
+
+TEST(NoveltyQuotas, BudgetGoesWhereTheStreamGainedOverTheHistory) {
+  // History: six classes evenly. Stream: class 5 holds half of it, the others 10 % each, so the
+  // known part of the stream is 0.6 of the history's mix and all novel mass sits under class 5.
+  std::vector<int> history, stream;
+  for (int c = 0; c < 6; ++c) history.insert(history.end(), 10, c);
+  for (int c = 0; c < 5; ++c) stream.insert(stream.end(), 6, c);
+  stream.insert(stream.end(), 30, 5);
+  EXPECT_EQ(novelty_quotas(history, stream, 6, 10), (std::vector<size_t>{0, 0, 0, 0, 0, 10}));
+  // Two classes gain: novel mass 0.2 under class 0 and 0.5 under class 2 (known = 0.3 / (1/3)).
+  history = {0, 1, 2};
+  stream.clear();
+  stream.insert(stream.end(), 3, 0);
+  stream.insert(stream.end(), 1, 1);
+  stream.insert(stream.end(), 6, 2);
+  EXPECT_EQ(novelty_quotas(history, stream, 3, 7), (std::vector<size_t>{2, 0, 5}));
+  // No class gained: an even split, remainders to the lower classes.
+  EXPECT_EQ(novelty_quotas(history, history, 3, 4), (std::vector<size_t>{2, 1, 1}));
+  EXPECT_THROW(novelty_quotas(history, {0, 3}, 3, 4), Error);
 }
 
 TEST(SelectionStudy, RejectsBadInputs) {
@@ -157,6 +222,12 @@ TEST(SelectionStudy, RejectsBadInputs) {
   auto unknown = quick_params({10});
   unknown.strategies = {"random", "most_confident"};
   EXPECT_THROW(call(unknown, fixture_fm(), d.post_shift), Error);
+  auto no_rounds = quick_params({10});
+  no_rounds.rounds = 0;
+  EXPECT_THROW(call(no_rounds, fixture_fm(), d.post_shift), Error);
+  auto bad_audit = quick_params({10});
+  bad_audit.audit_share = 1.5;
+  EXPECT_THROW(call(bad_audit, fixture_fm(), d.post_shift), Error);
   auto no_repeats = quick_params({10});
   no_repeats.random_repeats = 0;
   EXPECT_THROW(call(no_repeats, fixture_fm(), d.post_shift), Error);
