@@ -51,8 +51,9 @@ $bin experiment --fm "$fm" --student models/student.pt --traces Verizon-LTE-shor
 cat "$out/experiment/results.md"
 
 step "6/6 open-set scenario, short: unseen classes appear, audits detect it, the loop customizes"
-$bin scenario --fm "$fm" --split default --history 1500 --samples 3000 --shift-at 600 \
-  --detection-samples 600 --rate 50 --window-s 6 --job-epochs 6 --post-shift 2000 \
+$bin scenario --fm "$fm" --split default --history 1500 --samples 4000 --shift-at 600 \
+  --detection-samples 600 --rate 50 --window-s 6 --job-epochs 6 --job-min-new 150 \
+  --upload-per-minute 900 --post-shift 2000 \
   --study-epochs 4 --random-repeats 1 --out "$out/scenario"
 
 echo
