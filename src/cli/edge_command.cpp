@@ -3,7 +3,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/error.h"
 #include "common/json_io.h"
 #include "common/progress.h"
@@ -82,8 +82,6 @@ struct EdgeCommandOptions {
   double drain_s = 0.0;
 };
 
-std::atomic<bool> g_edge_stop{false};
-void on_edge_stop_signal(int) { g_edge_stop = true; }
 
 data::Dataset load_stream_dataset(const EdgeCommandOptions& o) {
   const data::DatasetDescription description =
@@ -235,12 +233,7 @@ void run_edge(const EdgeCommandOptions& o) {
     };
   }
 
-  g_edge_stop = false;
-  struct sigaction action{}, old_int{}, old_term{};
-  action.sa_handler = on_edge_stop_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, &old_int);
-  sigaction(SIGTERM, &action, &old_term);
+  StopSignals signals;
 
   const models::TextPool base_pool = model.pool;
   edge::EdgeRuntime runtime(std::move(model), options, sink);
@@ -322,7 +315,7 @@ void run_edge(const EdgeCommandOptions& o) {
     std::fflush(stderr);
   }
   Progress progress("edge " + o.policy, static_cast<int64_t>(order.size()), "samples");
-  const size_t fed = edge::replay(runtime, dataset, order, o.rate, &g_edge_stop, [&](size_t done) {
+  const size_t fed = edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
     if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
       edge::RuntimeStats s = runtime.stats();
@@ -345,8 +338,6 @@ void run_edge(const EdgeCommandOptions& o) {
   edge::RuntimeStats stats = runtime.stats();
   progress.finish({{"cloud", std::to_string(stats.cloud)},
                    {"fallback", std::to_string(stats.fallback)}});
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
   if (log) log->flush();
   if (fed < order.size()) {
     std::fprintf(stderr, "[edge] stopped by a signal after %zu of %zu samples\n", fed, order.size());

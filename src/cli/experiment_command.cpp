@@ -1,12 +1,12 @@
 // edgefm experiment: serve + link + edge as processes, every trace x every policy.
 #include <atomic>
-#include <csignal>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/table.h"
 #include "edge/experiment.h"
 #include "edge/runtime.h"
@@ -14,27 +14,13 @@
 namespace edgefm::cli {
 namespace {
 
-std::atomic<bool> g_experiment_stop{false};
-void on_experiment_stop_signal(int) { g_experiment_stop = true; }
-
 void run_experiment_command(edge::ExperimentOptions& o) {
-  g_experiment_stop = false;
-  o.stop = &g_experiment_stop;
-  struct sigaction action{}, old_int{}, old_term{};
-  action.sa_handler = on_experiment_stop_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, &old_int);
-  sigaction(SIGTERM, &action, &old_term);
   std::vector<edge::ExperimentRow> rows;
-  try {
+  {
+    StopSignals signals;
+    o.stop = &StopSignals::flag();
     rows = edge::run_experiment(o);
-  } catch (...) {
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-    throw;
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
 
   Table table({"trace", "policy", "accuracy", "mean ms", "p50 ms", "p95 ms", "p99 ms", "SLO viol.",
                "offload", "bytes up"});

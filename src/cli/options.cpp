@@ -48,4 +48,25 @@ double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::Tex
       embedded, customize::pool_to_label(pool, dataset), dataset.labels));
 }
 
+namespace {
+std::atomic<bool> g_stop{false};
+void on_stop_signal(int) { g_stop = true; }
+}  // namespace
+
+StopSignals::StopSignals() {
+  g_stop = false;
+  struct sigaction action{};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, &old_int_);
+  sigaction(SIGTERM, &action, &old_term_);
+}
+
+StopSignals::~StopSignals() {
+  sigaction(SIGINT, &old_int_, nullptr);
+  sigaction(SIGTERM, &old_term_, nullptr);
+}
+
+const std::atomic<bool>& StopSignals::flag() { return g_stop; }
+
 }  // namespace edgefm::cli

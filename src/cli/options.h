@@ -1,5 +1,8 @@
 #pragma once
 // Options shared by several subcommands, and the few steps they all take.
+#include <signal.h>
+
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -31,5 +34,20 @@ void add_fm_options(CLI::App& command, FmOptions& options);
 // Fraction of images whose nearest pool class is their label.
 double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
                           const data::Dataset& dataset);
+
+// While alive, SIGINT and SIGTERM set flag() instead of killing the program (long commands
+// stop cleanly: children stopped, what was measured summarized); the previous handlers come
+// back when it goes. One at a time.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static const std::atomic<bool>& flag();
+
+ private:
+  struct sigaction old_int_{}, old_term_{};
+};
 
 }  // namespace edgefm::cli

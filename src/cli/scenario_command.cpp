@@ -1,6 +1,5 @@
 // edgefm scenario: the open-set scenario, live (edge/scenario.h, docs/scenario.md).
 #include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -8,6 +7,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/error.h"
 #include "common/table.h"
 #include "customize/job.h"
@@ -18,9 +18,6 @@
 
 namespace edgefm::cli {
 namespace {
-
-std::atomic<bool> g_scenario_stop{false};
-void on_scenario_stop_signal(int) { g_scenario_stop = true; }
 
 struct ScenarioCommandOptions {
   edge::ScenarioOptions scenario = edge::scenario_default_options();
@@ -89,25 +86,14 @@ edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
 }
 
 void run_scenario_command(ScenarioCommandOptions& c) {
-  g_scenario_stop = false;
-  c.scenario.stop = &g_scenario_stop;
-  struct sigaction action{}, old_int{}, old_term{};
-  action.sa_handler = on_scenario_stop_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, &old_int);
-  sigaction(SIGTERM, &action, &old_term);
   json results;
-  try {
+  {
+    StopSignals signals;
+    c.scenario.stop = &StopSignals::flag();
     auto fm = std::make_shared<models::FoundationModel>(
         models::load_foundation_model(c.scenario.fm));
     results = edge::run_scenario(c.scenario, make_hooks(c, fm));
-  } catch (...) {
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-    throw;
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
 
   Table timeline({"t (s)", "edge share", "accuracy", "uploads", "model"});
   for (const auto& r : results["timeline"]) {

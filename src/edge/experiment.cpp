@@ -29,12 +29,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string fmt(double value, int decimals = 3) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
-
 void check_stop(const ExperimentOptions& o) {
   if (o.stop != nullptr && o.stop->load()) throw Error("experiment interrupted by a signal");
 }
@@ -270,9 +264,9 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
                serve_port, t_cloud_ms, nominal.rtt_ms, o.nominal_uplink_mbps, l_app_ms,
                o.l_app_ms > 0.0
                    ? " (given)"
-                   : (" (derived: offload " + fmt(derivation.knee_offload) + " at accuracy " +
-                      fmt(derivation.knee_accuracy, 4) + " vs best " +
-                      fmt(derivation.best_accuracy, 4) + ")")
+                   : (" (derived: offload " + fmt_num(derivation.knee_offload, 3) + " at accuracy " +
+                      fmt_num(derivation.knee_accuracy, 4) + " vs best " +
+                      fmt_num(derivation.best_accuracy, 4) + ")")
                          .c_str());
 
   // Every (trace, policy).
@@ -308,13 +302,13 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
       std::vector<std::string> edge_args = {
           "edge", "--student", o.student, "--server",
           "http://127.0.0.1:" + std::to_string(link_port), "--policy", policy, "--l-app-ms",
-          fmt(l_app_ms, 6), "--rate", fmt(o.rate, 6), "--samples", std::to_string(stream_size),
+          fmt_num(l_app_ms, 6), "--rate", fmt_num(o.rate, 6), "--samples", std::to_string(stream_size),
           "--log", edge_log.string(), "--json", edge_json.string(), "--nominal-rtt-ms",
-          fmt(nominal.rtt_ms, 6), "--nominal-uplink-mbps", fmt(o.nominal_uplink_mbps, 6),
-          "--nominal-cloud-ms", fmt(t_cloud_ms, 6), "--max-in-flight",
+          fmt_num(nominal.rtt_ms, 6), "--nominal-uplink-mbps", fmt_num(o.nominal_uplink_mbps, 6),
+          "--nominal-cloud-ms", fmt_num(t_cloud_ms, 6), "--max-in-flight",
           std::to_string(o.max_in_flight), "--quiet"};
       if (o.cloud_timeout_ms > 0.0) {
-        edge_args.insert(edge_args.end(), {"--cloud-timeout-ms", fmt(o.cloud_timeout_ms, 6)});
+        edge_args.insert(edge_args.end(), {"--cloud-timeout-ms", fmt_num(o.cloud_timeout_ms, 6)});
       }
       if (!o.token.empty()) edge_args.insert(edge_args.end(), {"--token", o.token});
       if (!o.split_path.empty()) edge_args.insert(edge_args.end(), {"--split", o.split_path});
@@ -534,20 +528,20 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
       "Cloud service (`edgefm serve`, FM `" + o.fm + "`), link emulator (`edgefm link`, one per "
       "run, one-way delay " + std::to_string(o.delay_ms) + " ms) and edge runtime (`edgefm edge`, "
       "student `" + o.student + "`) as separate processes on 127.0.0.1. Stream: the first " +
-      std::to_string(stream_size) + " samples of the test set at " + fmt(o.rate, 1) +
-      " samples/s. Measured cloud service time " + fmt(t_cloud_ms, 2) + " ms. L_app = " +
-      fmt(l_app_ms, 2) + " ms";
+      std::to_string(stream_size) + " samples of the test set at " + fmt_num(o.rate, 1) +
+      " samples/s. Measured cloud service time " + fmt_num(t_cloud_ms, 2) + " ms. L_app = " +
+      fmt_num(l_app_ms, 2) + " ms";
   if (o.l_app_ms > 0.0) {
     setup_text += " (given).";
   } else {
-    setup_text += " (derived: at the nominal network, RTT " + fmt(nominal.rtt_ms, 0) +
-                  " ms and uplink " + fmt(o.nominal_uplink_mbps, 1) +
+    setup_text += " (derived: at the nominal network, RTT " + fmt_num(nominal.rtt_ms, 0) +
+                  " ms and uplink " + fmt_num(o.nominal_uplink_mbps, 1) +
                   " Mbit/s, the expected latency of the smallest offload (" +
                   fmt_percent(derivation.knee_offload) + ") whose profile accuracy (" +
                   fmt_percent(derivation.knee_accuracy) + ") is within " +
-                  fmt(100.0 * o.accuracy_gap, 2) + " points of the best (" +
+                  fmt_num(100.0 * o.accuracy_gap, 2) + " points of the best (" +
                   fmt_percent(derivation.best_accuracy) + "); everything offloaded would take " +
-                  fmt(derivation.all_cloud_ms, 1) + " ms).";
+                  fmt_num(derivation.all_cloud_ms, 1) + " ms).";
   }
   setup_text += " SLO violation: an answer later than L_app. Offload: samples routed to the "
                 "cloud (answered by it or, when it was down or late, by the edge as fallback).";

@@ -31,12 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string fmt(double value, int decimals = 3) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
-
 void check_stop(const ScenarioOptions& o) {
   if (o.stop != nullptr && o.stop->load()) throw Error("scenario interrupted by a signal");
 }
@@ -166,18 +160,18 @@ EdgeRun run_edge(const std::string& program, const Cloud& cloud, const fs::path&
   for (const auto& p : {run.log, run.events, run.summary}) fs::remove(p);
   std::vector<std::string> args = {
       "edge", "--student", student, "--server", "http://127.0.0.1:" + std::to_string(link.port),
-      "--policy", "edgefm", "--l-app-ms", fmt(o.l_app_ms, 6), "--rate", fmt(o.rate, 6),
+      "--policy", "edgefm", "--l-app-ms", fmt_num(o.l_app_ms, 6), "--rate", fmt_num(o.rate, 6),
       "--samples", std::to_string(samples), "--split", split_file.string(), "--log",
       run.log.string(), "--json", run.summary.string(), "--nominal-rtt-ms",
-      fmt(2.0 * static_cast<double>(o.delay_ms), 3), "--state", state.string(), "--events", run.events.string(), "--profile", profile_file.string(),
-      "--upload-strategy", o.upload_strategy, "--upload-threshold", fmt(o.upload_threshold, 6),
-      "--upload-per-minute", fmt(o.upload_per_minute, 6), "--upload-kbps", fmt(o.upload_kbps, 6),
-      "--drift-upload-s", fmt(o.drift_upload_s, 6), "--job-min-new",
+      fmt_num(2.0 * static_cast<double>(o.delay_ms), 3), "--state", state.string(), "--events", run.events.string(), "--profile", profile_file.string(),
+      "--upload-strategy", o.upload_strategy, "--upload-threshold", fmt_num(o.upload_threshold, 6),
+      "--upload-per-minute", fmt_num(o.upload_per_minute, 6), "--upload-kbps", fmt_num(o.upload_kbps, 6),
+      "--drift-upload-s", fmt_num(o.drift_upload_s, 6), "--job-min-new",
       std::to_string(o.job_min_new), "--job-epochs", std::to_string(o.job_epochs),
       "--uploads-trigger", std::to_string(o.uploads_trigger), "--audit-per-minute",
-      fmt(o.audit_per_minute, 6), "--drain-s", "5", "--quiet"};
+      fmt_num(o.audit_per_minute, 6), "--drain-s", "5", "--quiet"};
   if (o.device_budget_ms > 0.0) {
-    args.insert(args.end(), {"--latency-budget-ms", fmt(o.device_budget_ms, 6)});
+    args.insert(args.end(), {"--latency-budget-ms", fmt_num(o.device_budget_ms, 6)});
   }
   if (!o.token.empty()) args.insert(args.end(), {"--token", o.token});
   args.insert(args.end(), extra.begin(), extra.end());
@@ -434,7 +428,7 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
     const bool full = k < o.full_loop_splits;
     const size_t detection_length = std::min(samples, o.shift_at + o.detection_samples);
     const size_t audit_length = full ? samples : detection_length;
-    std::vector<std::string> extra = {"--audit", fmt(o.audit, 6)};
+    std::vector<std::string> extra = {"--audit", fmt_num(o.audit, 6)};
     if (!full) extra.push_back("--no-jobs");
     // The runs use their own device names, so each starts from the bootstrap store.
     auto with_device = [&](std::vector<std::string> args, const std::string& d) {
@@ -671,14 +665,14 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
       " ms) and the edge (`edgefm edge --state ...`) as separate processes. Each split: the "
       "device's history (" + std::to_string(o.history) + " seen-class training images) gives its "
       "first model through a customization job; then " + std::to_string(samples) +
-      " test samples at " + fmt(o.rate, 0) + "/s, seen classes only until sample " +
-      std::to_string(o.shift_at) + ", every class after. Audits: " + fmt(100.0 * o.audit, 1) +
-      " % of the samples answered on the edge; L_app " + fmt(o.l_app_ms, 1) + " ms.");
+      " test samples at " + fmt_num(o.rate, 0) + "/s, seen classes only until sample " +
+      std::to_string(o.shift_at) + ", every class after. Audits: " + fmt_num(100.0 * o.audit, 1) +
+      " % of the samples answered on the edge; L_app " + fmt_num(o.l_app_ms, 1) + " ms.");
   if (!main_timeline.empty()) {
     report.heading("Timeline (" + per_split[0].value("split", "") + " split)");
     Table t({"t (s)", "samples", "edge share", "accuracy", "unseen share", "uploads", "model"});
     for (const auto& r : main_timeline) {
-      t.add_row({fmt(r.t_s, 0), std::to_string(r.samples), fmt_percent(r.edge_share),
+      t.add_row({fmt_num(r.t_s, 0), std::to_string(r.samples), fmt_percent(r.edge_share),
                  fmt_percent(r.accuracy), fmt_percent(r.unseen_share), std::to_string(r.uploads),
                  r.model_version});
     }
@@ -700,7 +694,7 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
                                                      : d["samples_to_detection"].dump(),
                  d.value("trigger", "-"), std::to_string(d.value("audits", 0)),
                  d.contains("live_open_set") && d["live_open_set"].is_object()
-                     ? fmt(d["live_open_set"].value("auroc", 0.0), 3)
+                     ? fmt_num(d["live_open_set"].value("auroc", 0.0), 3)
                      : "-"});
     }
     report.table(t);
@@ -709,7 +703,7 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
     report.heading("Architecture choice");
     Table t({"split", "latency budget (ms)", "chosen"});
     for (const auto& a : architecture) {
-      t.add_row({a.value("split", ""), a["budget_ms"].is_number() ? fmt(a["budget_ms"].get<double>(), 3) : "none",
+      t.add_row({a.value("split", ""), a["budget_ms"].is_number() ? fmt_num(a["budget_ms"].get<double>(), 3) : "none",
                  a.value("arch", "")});
     }
     report.table(t);
