@@ -202,10 +202,14 @@ TEST(Audit, CloudQueryBudgetAnswersTheRestOnTheEdgeMarkedBudget) {
     s = runtime.stats();
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  EXPECT_EQ(s.cloud + s.budget, 100);
+  // A call that fails on a loaded machine is answered as fallback; it still counts against
+  // the budget, as every started call does.
+  EXPECT_EQ(s.cloud + s.fallback + s.budget, 100);
   EXPECT_GE(s.cloud_calls, 30);
   EXPECT_LE(static_cast<double>(s.cloud_calls), 30.0 + 0.5 * seconds + 1.0);
-  EXPECT_EQ(s.cloud_calls, s.cloud);
+  EXPECT_GE(s.cloud_calls, s.cloud);
+  EXPECT_LE(s.cloud_calls, s.cloud + s.fallback);
+  EXPECT_GT(s.budget, 0);
   ASSERT_EQ(recorder.answers.size(), 100u);
   EXPECT_EQ(recorder.duplicates, 0);
   size_t budget = 0;
