@@ -34,7 +34,7 @@ TEST(Scenario, OneCustomizationRoundOnAShortStream) {
   const std::string command =
       std::string(EDGEFM_BIN) + " scenario --fm " + models.fm + " --out " + out.string() +
       " --trace-dir " + EDGEFM_TRACE_DIR +
-      " --split default --history 400 --samples 1000 --shift-at 200 --detection-samples 200"
+      " --split default --history 400 --samples 1500 --shift-at 200 --detection-samples 200"
       " --rate 50 --window-s 4 --audit 0.2 --upload-per-minute 6000 --upload-kbps 4000"
       " --job-min-new 60 --job-epochs 3 --device-budget-ms 1000 --no-study > " +
       (out.string() + ".log") + " 2>&1";
@@ -73,14 +73,14 @@ TEST(Scenario, OneCustomizationRoundOnAShortStream) {
   EXPECT_TRUE(kinds.count("job_done"));
   EXPECT_TRUE(kinds.count("model_swapped"));
   const std::vector<json> answers = read_jsonl(run / "audit.jsonl");
-  ASSERT_EQ(answers.size(), 1000u);
+  ASSERT_EQ(answers.size(), 1500u);
   std::set<uint64_t> ids;
   std::set<std::string> versions;
   for (const auto& a : answers) {
     ids.insert(a.at("id").get<uint64_t>());
     versions.insert(a.at("model_version").get<std::string>());
   }
-  EXPECT_EQ(ids.size(), 1000u);  // no sample dropped or answered twice across the swap
+  EXPECT_EQ(ids.size(), 1500u);  // no sample dropped or answered twice across the swap
   EXPECT_TRUE(versions.count("1"));
   EXPECT_GE(versions.size(), 2u) << "no answer came from the customized model";
   EXPECT_TRUE(fs::exists(out / "results.md"));

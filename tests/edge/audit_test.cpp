@@ -119,7 +119,7 @@ TEST(Audit, AuditsAboutTheConfiguredShareOfEdgeAnswersAndReportsAgreement) {
     EdgeRuntime runtime(edge_model(cloud), o, recorder.sink());
     feed(runtime, 1000);
     // Audits finish after their answer: wait for the calls.
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 1000; ++i) {
       s = runtime.stats();
       if (s.audits_answered == s.audits) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -156,7 +156,7 @@ TEST(Audit, DisagreementsAreReportedAndCounted) {
   {
     EdgeRuntime runtime(edge_model(cloud, /*renamed=*/true), o, recorder.sink());
     feed(runtime, 100);
-    for (int i = 0; i < 200 && runtime.stats().audits_answered < runtime.stats().audits; ++i) {
+    for (int i = 0; i < 1000 && runtime.stats().audits_answered < runtime.stats().audits; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     s = runtime.stats();
