@@ -17,20 +17,13 @@
 #include "cloud/linear_model.h"
 #include "cloud/server.h"
 #include "edge/upload_queue.h"
+#include "support/temp_dir.h"
 
 namespace edgefm::edge {
 namespace {
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name) {
-  static std::atomic<int> counter{0};
-  fs::path dir = fs::temp_directory_path() / ("edgefm-loop-" + name + "-" +
-                                              std::to_string(::getpid()) + "-" +
-                                              std::to_string(counter++));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("loop", name); }
 
 std::vector<uint8_t> pixels(uint64_t i) {
   std::vector<uint8_t> p(784);

@@ -17,29 +17,16 @@
 #include "cloud/linear_model.h"
 #include "common/checksum.h"
 #include "edge/upload_queue.h"
+#include "support/temp_dir.h"
 
 namespace edgefm::edge {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name) {
-  static std::atomic<int> counter{0};
-  fs::path dir = fs::temp_directory_path() / ("edgefm-upload-queue-" + name + "-" +
-                                              std::to_string(::getpid()) + "-" +
-                                              std::to_string(counter++));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) : path(fresh_dir(name)) {}
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
+// A fresh folder, removed with the object.
+struct TempDir : testing::TempDir {
+  explicit TempDir(const std::string& name) : testing::TempDir("upload-queue", name) {}
 };
 
 // Sample i: 784 bytes derived from i (distinct for distinct i).
