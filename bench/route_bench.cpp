@@ -114,6 +114,7 @@ void BM_Score(benchmark::State& state, const std::string& name) {
   state.SetItemsProcessed(state.iterations());
   if (name == "knn") state.SetLabel("bank 2048 x 128, k 10");
   if (name == "proto") state.SetLabel("10 prototypes");
+  if (name == "mahalanobis") state.SetLabel("128 x 128 whitening, 10 means");
 }
 BENCHMARK_CAPTURE(BM_Score, margin, std::string("margin"));
 BENCHMARK_CAPTURE(BM_Score, max_cosine, std::string("max_cosine"));
@@ -123,6 +124,7 @@ BENCHMARK_CAPTURE(BM_Score, energy, std::string("energy"));
 BENCHMARK_CAPTURE(BM_Score, mcm, std::string("mcm"));
 BENCHMARK_CAPTURE(BM_Score, knn, std::string("knn"));
 BENCHMARK_CAPTURE(BM_Score, proto, std::string("proto"));
+BENCHMARK_CAPTURE(BM_Score, mahalanobis, std::string("mahalanobis"));
 
 std::vector<route::CalibrationSample> calibration_samples(size_t n) {
   std::mt19937_64 rng(4);

@@ -4,7 +4,7 @@
 # The GPU machine has no network and no Debian packages beyond its image, so the folder
 # travels with the `run` call (name it in `carry`; docs/device-bench.md).
 #
-#   .device-deps/usr/include/            nlohmann/, CLI/, openssl/, zlib.h, zconf.h
+#   .device-deps/usr/include/            nlohmann/, CLI/, openssl/, eigen3/, zlib.h, zconf.h
 #   .device-deps/usr/share/cmake/        nlohmann_json and CLI11 package configs
 #   .device-deps/usr/lib/x86_64-linux-gnu/libcrypto.a, libssl.a, libz.a   (static: no .so travels)
 #   .device-deps/httplib/httplib.h       cpp-httplib 0.11.4 as one header (from the source package)
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dest=.device-deps
-packages=(nlohmann-json3-dev libcli11-dev libssl-dev zlib1g-dev)
+packages=(nlohmann-json3-dev libcli11-dev libssl-dev zlib1g-dev libeigen3-dev)
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 arch_dir=x86_64-linux-gnu
 [ "$(dpkg --print-architecture)" = amd64 ] || {

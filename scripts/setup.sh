@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libopenblas0            # libopenblas0: without it libtorch uses reference BLAS
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
   libsqlite3-dev zlib1g-dev libssl-dev prometheus-cpp-dev
+  libeigen3-dev                        # header-only linear algebra (the mahalanobis score)
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist gnuplot-nox
 )

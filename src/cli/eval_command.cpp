@@ -54,7 +54,7 @@ Routed apply_threshold(const std::vector<float>& scores, const std::vector<bool>
   return {correct / n, offloaded / n};
 }
 
-// Every score (fitting knn/proto on seen-class training images as the student sees them)
+// Every score (fitting knn/proto/mahalanobis on seen-class training images as the student sees them)
 // on the test set: seen-class samples are the positives.
 json open_set_scores(const models::Student& student, const data::Dataset& train,
                      const data::Dataset& test, const data::Split& split, size_t fit_images,
@@ -248,7 +248,7 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--payload-bytes", o->payload_bytes, "Bytes sent per cloud query")->capture_default_str();
   c->add_option("--t-cloud-ms", o->t_cloud_ms, "Cloud service time (default: measured FM batch-1)");
   c->add_option("--fit-images", o->fit_images,
-                "Seen-class training images used to fit the knn/proto scores for the open-set table")
+                "Seen-class training images used to fit the knn/proto/mahalanobis scores for the open-set table")
       ->capture_default_str();
   c->add_option("--out-dir", o->out_dir, "Folder for curve.csv and curve.png")->capture_default_str();
   c->add_option("--json", o->json_path, "Write the report as JSON");

@@ -20,7 +20,7 @@ namespace {
 
 const std::vector<std::string> kRequestFields = {
     "profile", "budget",      "classes",  "epochs", "table_epochs", "holdout", "batch_size",
-    "learning_rate", "lambda", "temperature", "seed", "score", "score_params"};
+    "learning_rate", "lambda", "temperature", "seed", "score", "score_params", "outliers"};
 
 int int_in(const json& request, const std::string& name, int low, int high, int fallback) {
   if (!request.contains(name)) return fallback;
@@ -118,6 +118,7 @@ ServiceJobRequest ServiceJobRequest::parse(const json& request, const models::Fo
   out.distill.learning_rate = number_in(request, "learning_rate", 0.0, 10.0, true, out.distill.learning_rate);
   out.distill.lambda = number_in(request, "lambda", 0.0, 1e6, false, out.distill.lambda);
   out.distill.temperature = number_in(request, "temperature", 0.0, 100.0, true, out.distill.temperature);
+  out.outliers = number_in(request, "outliers", 0.0, 10.0, false, 0.0);
   if (request.contains("score")) {
     if (!request["score"].is_string()) {
       fail_expected("job request field 'score'", "a score name", request["score"].dump());
@@ -194,6 +195,20 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
       }
     }
 
+    // What the student learns from: the uploads, plus synthetic outliers that it imitates with
+    // the MSE term only (the score below is fitted on the uploads alone).
+    DistillSet learn = train;
+    if (request.outliers > 0.0 && train.size() >= 2) {
+      const size_t count = static_cast<size_t>(request.outliers * static_cast<double>(train.size()));
+      progress(0.04, "embedding " + std::to_string(count) + " synthetic outliers with the FM");
+      auto outliers = synthesize_outliers(train.images, train.size(), shape.height, shape.width,
+                                          count, request.distill.seed + 100);
+      auto embedded = models::embed_all(*fm.image, outliers.data(), static_cast<int64_t>(count));
+      learn.images.insert(learn.images.end(), outliers.begin(), outliers.end());
+      learn.fm_embeddings.insert(learn.fm_embeddings.end(), embedded.begin(), embedded.end());
+      learn.pseudo_labels.insert(learn.pseudo_labels.end(), count, kNoLabel);
+    }
+
     // The previous artifact is a warm start only for its own architecture.
     std::string previous_arch;
     if (job.previous) previous_arch = job.previous->value("arch", "");
@@ -221,7 +236,7 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
           progress(from + span * static_cast<double>(step) / static_cast<double>(total),
                    "lookup table: distilling " + arch + " briefly");
         };
-        auto trained = distill(train, pool, p);
+        auto trained = distill(learn, pool, p);
         accuracy[arch] = agreement(*trained.student, pool, held_images, held_labels);
         std::fprintf(stderr, "[customization] %s: lookup table %s accuracy %.3f on %zu held out\n",
                      job.id.c_str(), arch.c_str(), accuracy[arch], held_labels.size());
@@ -241,7 +256,7 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
       progress(0.5 + 0.4 * static_cast<double>(step) / static_cast<double>(total),
                "distilling " + choice.arch + (warm_start.empty() ? "" : " (warm start)"));
     };
-    DistillResult trained = distill(train, pool, p);
+    DistillResult trained = distill(learn, pool, p);
     const auto& student = *trained.student;
 
     progress(0.92, "score and calibration profile");
@@ -270,6 +285,7 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
                     {"warm_start", !warm_start.empty()},
                     {"uploaded", n},
                     {"train_samples", train.size()},
+                    {"outliers", learn.size() - train.size()},
                     {"holdout_samples", held_labels.size()},
                     {"epochs", request.distill.epochs},
                     {"table_epochs", request.table_epochs},

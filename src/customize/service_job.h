@@ -30,6 +30,9 @@ struct ServiceJobRequest {
   double holdout = 0.2;    // share of the uploads held out (by content hash) for accuracy
   std::string score = "margin";
   json score_params = json::object();
+  // Synthetic outliers per training upload (distill.h), embedded by the FM and imitated by
+  // the student with the MSE term only (request field "outliers"; 0: none).
+  double outliers = 0.0;
 
   // Throws Error naming the field on anything missing, unknown or out of range, on a class
   // the FM does not have and on an architecture the edge pool does not have.

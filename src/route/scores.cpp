@@ -5,8 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <random>
 #include <set>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include "common/error.h"
 #include "route/similarity.h"
@@ -177,6 +181,13 @@ float inverse_norm(const float* v, int d) {
   return norm > 0.0f ? 1.0f / norm : 0.0f;
 }
 
+void check_fit_label(const char* what, size_t row, int label, int num_classes) {
+  if (label < 0 || label >= num_classes) {
+    fail_expected(std::string(what) + " label of row " + std::to_string(row),
+                  "a class in [0, " + std::to_string(num_classes) + ")", std::to_string(label));
+  }
+}
+
 void check_embedding(const float* embedding, int d, int dim, const char* what) {
   if (embedding == nullptr) fail_expected(what, "an embedding", "none");
   if (d != dim) fail_expected(what, "embedding dim " + std::to_string(dim), std::to_string(d));
@@ -305,10 +316,7 @@ std::unique_ptr<ProtoScore> ProtoScore::fit(const float* embeddings, const int* 
   std::vector<size_t> counts(num_classes, 0);
   for (size_t i = 0; i < n; ++i) {
     const int c = labels[i];
-    if (c < 0 || c >= num_classes) {
-      fail_expected("proto fit label of row " + std::to_string(i),
-                    "a class in [0, " + std::to_string(num_classes) + ")", std::to_string(c));
-    }
+    check_fit_label("proto fit", i, c, num_classes);
     const float* e = embeddings + i * static_cast<size_t>(d);
     const float inv = inverse_norm(e, d);
     for (int t = 0; t < d; ++t) sums[static_cast<size_t>(c) * d + t] += double(e[t]) * inv;
@@ -340,13 +348,133 @@ json ProtoScore::params() const {
   return {{"dim", dim_}, {"classes", classes_}, {"prototypes", floats_to_base64(prototypes_)}};
 }
 
+// ---- mahalanobis ----
+
+MahalanobisScore::MahalanobisScore(int dim, std::vector<int> classes, std::vector<float> whitening,
+                                   std::vector<float> means)
+    : dim_(dim),
+      classes_(std::move(classes)),
+      whitening_(std::move(whitening)),
+      means_(std::move(means)) {
+  if (dim_ <= 0) fail_expected("mahalanobis", "dim > 0", std::to_string(dim_));
+  if (classes_.empty()) fail_expected("mahalanobis", "at least one class mean", "none");
+  const size_t d = static_cast<size_t>(dim_);
+  if (whitening_.size() != d * d) {
+    fail_expected("mahalanobis whitening", std::to_string(d * d) + " floats (dim x dim)",
+                  std::to_string(whitening_.size()));
+  }
+  if (means_.size() != classes_.size() * d) {
+    fail_expected("mahalanobis means",
+                  std::to_string(classes_.size()) + " means of dim " + std::to_string(dim_),
+                  std::to_string(means_.size()) + " floats");
+  }
+}
+
+std::unique_ptr<MahalanobisScore> MahalanobisScore::fit(const float* embeddings, const int* labels,
+                                                        size_t n, int d, int num_classes,
+                                                        const MahalanobisFitParams& params) {
+  if (d <= 0 || num_classes <= 0) {
+    fail_expected("mahalanobis fit", "d > 0 and num_classes > 0",
+                  "d = " + std::to_string(d) + ", num_classes = " + std::to_string(num_classes));
+  }
+  if (!(params.shrinkage >= 0.0 && params.shrinkage < 1.0)) {
+    fail_expected("mahalanobis shrinkage", "a value in [0, 1)", std::to_string(params.shrinkage));
+  }
+  if (labels == nullptr) fail_expected("mahalanobis fit", "(pseudo-)labels", "none");
+  using Matrix = Eigen::MatrixXd;
+  Matrix x(static_cast<Eigen::Index>(n), d);
+  std::vector<size_t> counts(num_classes, 0);
+  for (size_t i = 0; i < n; ++i) {
+    check_fit_label("mahalanobis fit", i, labels[i], num_classes);
+    const float* e = embeddings + i * static_cast<size_t>(d);
+    const float inv = inverse_norm(e, d);
+    for (int t = 0; t < d; ++t) x(static_cast<Eigen::Index>(i), t) = double(e[t]) * inv;
+    ++counts[labels[i]];
+  }
+  std::vector<int> classes;
+  Matrix means(num_classes, d);
+  means.setZero();
+  for (size_t i = 0; i < n; ++i) means.row(labels[i]) += x.row(static_cast<Eigen::Index>(i));
+  for (int c = 0; c < num_classes; ++c) {
+    if (counts[c] < params.min_per_class) continue;
+    classes.push_back(c);
+    means.row(c) /= static_cast<double>(counts[c]);
+  }
+  if (classes.empty()) {
+    fail_expected("mahalanobis fit",
+                  "a class with at least " + std::to_string(params.min_per_class) + " rows", "none");
+  }
+  // Pooled within-class covariance of the rows whose class has a mean, shrunk to the identity.
+  Matrix cov = Matrix::Zero(d, d);
+  size_t used = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (counts[labels[i]] < params.min_per_class) continue;
+    Eigen::RowVectorXd centred = x.row(static_cast<Eigen::Index>(i)) - means.row(labels[i]);
+    cov.noalias() += centred.transpose() * centred;
+    ++used;
+  }
+  cov /= static_cast<double>(used);
+  const double scale = std::max(cov.trace() / d, 1e-12);
+  cov = (1.0 - params.shrinkage) * cov + params.shrinkage * scale * Matrix::Identity(d, d);
+  Eigen::LLT<Matrix> llt(cov);
+  if (llt.info() != Eigen::Success) {
+    fail_expected("mahalanobis fit", "a positive definite covariance (raise shrinkage)",
+                  "a singular one");
+  }
+  const Matrix whitening = llt.matrixL().solve(Matrix::Identity(d, d));  // L^-1, lower
+  std::vector<float> w(static_cast<size_t>(d) * d);
+  for (int r = 0; r < d; ++r) {
+    for (int c = 0; c < d; ++c) w[static_cast<size_t>(r) * d + c] = static_cast<float>(whitening(r, c));
+  }
+  std::vector<float> whitened_means;
+  for (int c : classes) {
+    Eigen::VectorXd m = whitening * means.row(c).transpose();
+    for (int t = 0; t < d; ++t) whitened_means.push_back(static_cast<float>(m(t)));
+  }
+  return std::make_unique<MahalanobisScore>(d, std::move(classes), std::move(w),
+                                            std::move(whitened_means));
+}
+
+float MahalanobisScore::operator()(const float*, int, const float* embedding, int d) const {
+  check_embedding(embedding, d, dim_, "mahalanobis score");
+  const float inv = inverse_norm(embedding, d);
+  constexpr int kStack = 512;
+  float stack[kStack];
+  std::vector<float> heap;
+  float* z = stack;
+  if (d > kStack) {
+    heap.resize(d);
+    z = heap.data();
+  }
+  // z = W e (W lower triangular: row r reads e[0..r]).
+  for (int r = 0; r < d; ++r) z[r] = dot(whitening_.data() + static_cast<size_t>(r) * d, embedding, r + 1) * inv;
+  float best = std::numeric_limits<float>::infinity();
+  for (size_t c = 0; c < classes_.size(); ++c) {
+    const float* m = means_.data() + c * static_cast<size_t>(d);
+    float dist = 0.0f;
+    for (int t = 0; t < d; ++t) dist += (z[t] - m[t]) * (z[t] - m[t]);
+    best = std::min(best, dist);
+  }
+  return -best;
+}
+
+json MahalanobisScore::params() const {
+  return {{"dim", dim_},
+          {"classes", classes_},
+          {"whitening", floats_to_base64(whitening_)},
+          {"means", floats_to_base64(means_)}};
+}
+
 // ---- factory ----
 
 std::vector<std::string> score_names() {
-  return {"margin", "max_cosine", "max_softmax", "entropy", "energy", "mcm", "knn", "proto"};
+  return {"margin", "max_cosine", "max_softmax", "entropy", "energy",
+          "mcm",    "knn",        "proto",       "mahalanobis"};
 }
 
-bool score_needs_fit(const std::string& name) { return name == "knn" || name == "proto"; }
+bool score_needs_fit(const std::string& name) {
+  return name == "knn" || name == "proto" || name == "mahalanobis";
+}
 
 namespace {
 
@@ -402,6 +530,19 @@ std::unique_ptr<ConfidenceScore> make_score(const std::string& name, const json&
         base64_to_floats(json_field<std::string>(params, "prototypes", context),
                          context + " prototypes"));
   }
+  if (name == "mahalanobis") {
+    check_keys(params, {"dim", "classes", "whitening", "means"}, context);
+    if (!params.contains("whitening") || !params.contains("means")) {
+      fail_expected(context, "a fitted whitening and means in params (fit it with fit_score)",
+                    "none");
+    }
+    return std::make_unique<MahalanobisScore>(
+        json_field<int>(params, "dim", context),
+        json_field<std::vector<int>>(params, "classes", context),
+        base64_to_floats(json_field<std::string>(params, "whitening", context),
+                         context + " whitening"),
+        base64_to_floats(json_field<std::string>(params, "means", context), context + " means"));
+  }
   fail_expected("score name", "one of " + known_names(), "'" + name + "'");
 }
 
@@ -421,6 +562,12 @@ std::unique_ptr<ConfidenceScore> fit_score(const std::string& name, const json& 
     check_keys(params, {}, context);
     if (labels == nullptr) fail_expected(context, "(pseudo-)labels", "none");
     return ProtoScore::fit(embeddings, labels, n, d, num_classes);
+  }
+  if (name == "mahalanobis") {
+    check_keys(params, {"shrinkage"}, context);
+    MahalanobisFitParams fit;
+    if (params.contains("shrinkage")) fit.shrinkage = json_field<double>(params, "shrinkage", context);
+    return MahalanobisScore::fit(embeddings, labels, n, d, num_classes, fit);
   }
   return make_score(name, params);
 }

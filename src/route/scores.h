@@ -18,6 +18,9 @@
 //                (the OpenOOD KNN score; fitted)     params {"k": 10, "dim", "bank"}
 //   proto        max cosine to per-class prototype means of training embeddings (fitted)
 //                                                    params {"dim", "classes", "prototypes"}
+//   mahalanobis  minus the smallest Mahalanobis distance to a class mean, with one shared,
+//                shrunk covariance (Lee et al. 2018) on the L2-normalised embeddings (fitted)
+//                                                    params {"dim", "classes", "whitening", "means"}
 // Fitted scores carry their state in params(), so a model artifact ships it as
 // score_to_json(score) and the edge gets it back with score_from_json.
 #include <cstddef>
@@ -108,6 +111,39 @@ class ProtoScore : public ConfidenceScore {
   std::vector<float> prototypes_;
 };
 
+// Class-conditional Gaussians with a shared covariance on the L2-normalised embeddings:
+// score = -min_c (e - mu_c)^T S^-1 (e - mu_c). S is the pooled within-class covariance shrunk
+// towards (trace(S)/d) * I by `shrinkage`; it is stored as its whitening W = L^-1 (S = L L^T)
+// and the whitened means W mu_c, so a score costs d*d/2 + classes*d multiply-adds.
+struct MahalanobisFitParams {
+  double shrinkage = 0.1;   // in [0, 1): weight of the scaled identity in the covariance
+  size_t min_per_class = 2;  // classes with fewer rows get no mean
+};
+
+class MahalanobisScore : public ConfidenceScore {
+ public:
+  // whitening: dim x dim, row-major lower triangular; means: classes.size() x dim, whitened.
+  MahalanobisScore(int dim, std::vector<int> classes, std::vector<float> whitening,
+                   std::vector<float> means);
+  // Rows are L2-normalised before the fit. Throws Error when no class has min_per_class rows,
+  // a label is out of range or the covariance cannot be factored.
+  static std::unique_ptr<MahalanobisScore> fit(const float* embeddings, const int* labels,
+                                               size_t n, int d, int num_classes,
+                                               const MahalanobisFitParams& params = {});
+
+  std::string name() const override { return "mahalanobis"; }
+  float operator()(const float* sims, int k, const float* embedding, int d) const override;
+  json params() const override;
+
+  const std::vector<int>& classes() const { return classes_; }
+
+ private:
+  int dim_;
+  std::vector<int> classes_;
+  std::vector<float> whitening_;
+  std::vector<float> means_;
+};
+
 // Every score name, in the order above.
 std::vector<std::string> score_names();
 // True for scores that need fit_score (training embeddings) before use.
@@ -120,7 +156,8 @@ std::unique_ptr<ConfidenceScore> make_score(const std::string& name,
 
 // Builds any score, fitting the ones that need it on training embeddings (n x d, L2-normalised)
 // with their (pseudo-)labels in [0, num_classes); scores that need no fit ignore the data.
-// Fit params: knn {"k", "max_bank", "seed"}; temperature scores {"temperature"}.
+// Fit params: knn {"k", "max_bank", "seed"}; mahalanobis {"shrinkage"}; temperature scores
+// {"temperature"}.
 std::unique_ptr<ConfidenceScore> fit_score(const std::string& name, const json& params,
                                            const float* embeddings, const int* labels, size_t n,
                                            int d, int num_classes);

@@ -17,6 +17,7 @@
 #include "data/dataset.h"
 #include "models/foundation.h"
 #include "models/student.h"
+#include "route/scores.h"
 #include "route/threshold.h"
 #include "support/fixtures.h"
 
@@ -95,6 +96,7 @@ TEST(ServiceJob, RequestValidationNamesTheProblem) {
   EXPECT_NE(message({{"profile", profile}, {"classes", {fm.pool.name(1), "Unicorn"}}}).find("'Unicorn'"),
             std::string::npos);
   EXPECT_NE(message({{"profile", profile}, {"score", "vibes"}}).find("'vibes'"), std::string::npos);
+  EXPECT_NE(message({{"profile", profile}, {"outliers", -1}}).find("'outliers'"), std::string::npos);
   EXPECT_NE(message({{"profile", profile}, {"budget", {{"latency_ms", -1}}}}).find("latency_ms"),
             std::string::npos);
   EXPECT_NE(message({{"profile", profile}, {"budget", {{"memory_mb", 1}}}}).find("none that fits"),
@@ -240,14 +242,24 @@ TEST(ServiceJob, EndToEndCustomizationRoundThroughHttp) {
   EXPECT_TRUE(student.meta.contains("score"));
 
   // A second round with a budget only tiny-cnn meets: version 2, tiny-cnn, warm-started
-  // exactly when the first round chose tiny-cnn too.
+  // exactly when the first round chose tiny-cnn too. It also imitates synthetic outliers (MSE
+  // only) and ships the fitted mahalanobis score.
   request["budget"] = {{"latency_ms", 0.5}};
   request["epochs"] = 1;
+  request["outliers"] = 0.5;
+  request["lambda"] = 0.0;
+  request["score"] = "mahalanobis";
   json second = client.wait_for_job(client.submit_job("cam", request)["id"], 120, 0.05);
   ASSERT_EQ(second["state"], "done") << second.dump(2);
   EXPECT_EQ(second["version"], 2);
   EXPECT_EQ(second["arch"], "tiny-cnn");
   EXPECT_EQ(second["result"]["summary"]["warm_start"].get<bool>(), arch == "tiny-cnn");
+  const json second_summary = second["result"]["summary"];
+  EXPECT_EQ(second_summary["outliers"].get<size_t>(), second_summary["train_samples"].get<size_t>() / 2);
+  (void)client.download_artifact("cam", 2, dir / "edge" / "model-v2.pt");
+  auto second_student = models::load_student(dir / "edge" / "model-v2.pt");
+  EXPECT_EQ(second_student.meta["score"]["name"], "mahalanobis");
+  EXPECT_NO_THROW(route::score_from_json(second_student.meta["score"], "v2 score"));
   EXPECT_EQ((*client.latest_artifact("cam"))["version"], 2);
 
   // A budget nothing meets is refused at once, with the lookup table in the message.

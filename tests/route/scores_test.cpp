@@ -116,9 +116,36 @@ TEST(Scores, ProtoIsTheMaxCosineToClassMeans) {
   EXPECT_THROW(ProtoScore::fit(embeddings, labels, 0, 2, 3), Error);
 }
 
+TEST(Scores, MahalanobisAgainstHandComputedDistances) {
+  // Class 0: two unit rows at +-30 degrees, mean (cos 30, 0), within-class spread (0, +-0.5).
+  // Class 1: (0, 1) twice. Pooled covariance diag(0, 0.125), trace / d = 0.0625; shrinkage 0.5
+  // gives diag(0.03125, 0.09375).
+  const float c30 = std::sqrt(3.0f) / 2.0f;
+  const float embeddings[] = {c30, 0.5f, c30, -0.5f, 0, 1, 0, 1};
+  const int labels[] = {0, 0, 1, 1};
+  const auto maha = MahalanobisScore::fit(embeddings, labels, 4, 2, 2, {.shrinkage = 0.5});
+  EXPECT_EQ(maha->classes(), (std::vector<int>{0, 1}));
+  const float right[] = {1, 0}, up[] = {0, 1}, mid[] = {0.6f, 0.8f}, scaled_mid[] = {3, 4};
+  const float d_right = (1 - c30) * (1 - c30) / 0.03125f;  // to class 0
+  const float d_mid = std::min((0.6f - c30) * (0.6f - c30) / 0.03125f + 0.64f / 0.09375f,
+                               0.36f / 0.03125f + 0.04f / 0.09375f);
+  EXPECT_NEAR((*maha)(nullptr, 0, right, 2), -d_right, 1e-4f);
+  EXPECT_NEAR((*maha)(nullptr, 0, up, 2), 0.0f, 1e-4f);
+  EXPECT_NEAR((*maha)(nullptr, 0, mid, 2), -d_mid, 1e-3f);
+  EXPECT_NEAR((*maha)(nullptr, 0, scaled_mid, 2), -d_mid, 1e-3f);  // normalised on the way in
+  // Without shrinkage the covariance is singular (no spread along x): a clear error.
+  EXPECT_THROW(MahalanobisScore::fit(embeddings, labels, 4, 2, 2, {.shrinkage = 0.0}), Error);
+  EXPECT_THROW(MahalanobisScore::fit(embeddings, labels, 4, 2, 2, {.shrinkage = 1.0}), Error);
+  const int bad[] = {0, 0, 2, 1};
+  EXPECT_THROW(MahalanobisScore::fit(embeddings, bad, 4, 2, 2), Error);
+  const int lonely[] = {0, 1, 1, 1};  // class 0 has one row: no mean for it
+  EXPECT_EQ(MahalanobisScore::fit(embeddings, lonely, 4, 2, 2)->classes(), (std::vector<int>{1}));
+  EXPECT_THROW(make_score("mahalanobis", {{"dim", 2}, {"classes", {0}}}), Error);  // unfitted
+}
+
 TEST(Scores, FactoryKnowsEveryNameAndRejectsTypos) {
   const auto names = score_names();
-  EXPECT_EQ(names.size(), 8u);
+  EXPECT_EQ(names.size(), 9u);
   for (const auto& name : names) {
     if (score_needs_fit(name)) {
       EXPECT_THROW(make_score(name), Error) << name;  // no fitted state
