@@ -102,8 +102,11 @@ void BM_Score(benchmark::State& state, const std::string& name) {
   std::vector<float> train = unit_rows(5000, kDim, 3);
   std::vector<int> labels(5000);
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = int(i % kClasses);
+  std::vector<float> train_sims(labels.size() * kClasses);
+  route::cosine_similarities(train.data(), labels.size(), f.pool.data(), kClasses, kDim,
+                             train_sims.data());
   const auto score = route::fit_score(name, {}, train.data(), labels.data(), labels.size(), kDim,
-                                      kClasses);
+                                      kClasses, train_sims.data());
   size_t i = 0;
   float sum = 0.0f;
   for (auto _ : state) {
@@ -115,6 +118,7 @@ void BM_Score(benchmark::State& state, const std::string& name) {
   if (name == "knn") state.SetLabel("bank 2048 x 128, k 10");
   if (name == "proto") state.SetLabel("10 prototypes");
   if (name == "mahalanobis") state.SetLabel("128 x 128 whitening, 10 means");
+  if (name == "hybrid") state.SetLabel("margin + mahalanobis, two percentile maps");
 }
 BENCHMARK_CAPTURE(BM_Score, margin, std::string("margin"));
 BENCHMARK_CAPTURE(BM_Score, max_cosine, std::string("max_cosine"));
@@ -125,6 +129,7 @@ BENCHMARK_CAPTURE(BM_Score, mcm, std::string("mcm"));
 BENCHMARK_CAPTURE(BM_Score, knn, std::string("knn"));
 BENCHMARK_CAPTURE(BM_Score, proto, std::string("proto"));
 BENCHMARK_CAPTURE(BM_Score, mahalanobis, std::string("mahalanobis"));
+BENCHMARK_CAPTURE(BM_Score, hybrid, std::string("hybrid"));
 
 std::vector<route::CalibrationSample> calibration_samples(size_t n) {
   std::mt19937_64 rng(4);

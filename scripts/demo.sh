@@ -29,15 +29,16 @@ $bin fm train --epochs "$FM_EPOCHS" --out "$fm" --reuse --json "$out/fm-train.js
 
 step "2/6 customize tiny-cnn from 20 % of the training images (lowest margin + diversity)"
 $bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
-  --out models/student.pt --json "$out/customize.json"
+  --score hybrid --out models/student.pt --json "$out/customize.json"
 
 step "3/6 customize on seen classes only, for the open-set evaluation (two splits)"
-$bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
-  --outliers 0.5 --split configs/split-default.json --out models/student-seen-default.pt \
-  --json "$out/customize-seen-default.json"
-$bin customize --fm "$fm" --arch tiny-cnn --budget 20% --strategy margin_diversity \
-  --outliers 0.5 --split configs/split-even.json --out models/student-seen-even.pt \
-  --json "$out/customize-seen-even.json"
+# Imitation only (--lambda 0) plus synthetic outliers keeps unseen classes apart from the seen
+# ones in the student's space, where the hybrid score's Mahalanobis half finds them.
+for split in default even; do
+  $bin customize --fm "$fm" --arch wide-cnn --lambda 0 --outliers 0.5 --budget 20% \
+    --strategy margin_diversity --score hybrid --split "configs/split-$split.json" \
+    --out "models/student-seen-$split.pt" --json "$out/customize-seen-$split.json"
+done
 
 step "4/6 evaluate: FM only, edge only, EdgeFM at the searched threshold, open set"
 $bin eval --fm "$fm" --student models/student.pt \

@@ -67,6 +67,7 @@ struct EdgeCommandOptions {
   std::string events_path;
   std::string upload_strategy = "margin_diversity";
   float upload_threshold = 0.1f;
+  bool upload_routed = false;
   double upload_per_minute = 120.0;
   double upload_kbps = 128.0;
   edge::DriftOptions drift = edge::drift_default_options();
@@ -209,6 +210,7 @@ void run_edge(const EdgeCommandOptions& o) {
     l.client = options.client;
     l.selector.strategy = customize::parse_selection_strategy(o.upload_strategy);
     l.selector.upload_threshold = o.upload_threshold;
+    l.upload_routed = o.upload_routed;
     l.selector.samples_per_minute = o.upload_per_minute;
     l.selector.uplink_kbps = o.upload_kbps;
     l.drift = o.drift;
@@ -521,6 +523,10 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--upload-threshold", options->upload_threshold,
                       "upload candidates: samples whose routing score is below this")
       ->capture_default_str()
+      ->group(loop_group);
+  command->add_flag("--upload-routed", options->upload_routed,
+                    "upload candidates: the samples routed to the cloud (the upload threshold "
+                    "follows the routing threshold, for scores of any scale)")
       ->group(loop_group);
   command->add_option("--upload-per-minute", options->upload_per_minute,
                       "upload budget in samples a minute")

@@ -81,7 +81,7 @@ json open_set_scores(const models::Student& student, const data::Dataset& train,
   };
   for (const auto& name : route::score_names()) {
     auto score = route::fit_score(name, json::object(), fit.embeddings.data(), fit.predictions.data(),
-                                  fit.n, fit.dim, fit.classes);
+                                  fit.n, fit.dim, fit.classes, fit.similarities.data());
     evaluate(*score, name);
   }
   // The routing score exactly as shipped in the artifact (fitted state included).

@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "edge/scenario.h"
 #include "models/foundation.h"
+#include "route/scores.h"
 
 namespace edgefm::cli {
 namespace {
@@ -199,6 +200,18 @@ void add_scenario_command(CLI::App& app) {
   command->add_option("--job-epochs", o.job_epochs, "distillation epochs of each job")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  command->add_option("--job-lambda", o.job_lambda,
+                      "InfoNCE weight of each job (0: the student imitates the FM's embeddings "
+                      "only, which keeps unseen classes apart)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--job-outliers", o.job_outliers,
+                      "synthetic outliers per upload in each job (imitated with MSE only)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  command->add_option("--score", o.score, "routing score the jobs ship")
+      ->capture_default_str()
+      ->check(CLI::IsMember(route::score_names()));
   command->add_option("--device-budget-ms", o.device_budget_ms,
                       "the device's batch-1 latency budget for the architecture choice (0: none)")
       ->capture_default_str();

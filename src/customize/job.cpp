@@ -199,7 +199,7 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   auto student_view = embed_images(*current, pool, set.images.data(), set.size());
   auto score = route::fit_score(params.score, params.score_params, student_view.embeddings.data(),
                                 set.pseudo_labels.data(), set.size(), pool.dim(),
-                                static_cast<int>(pool.size()));
+                                static_cast<int>(pool.size()), student_view.similarities.data());
   auto edge_val = embed_dataset(*current, pool, validation);
   auto fm_val = embed_dataset(*fm.image, pool, validation);
   auto to_label = pool_to_label(pool, validation);

@@ -263,7 +263,7 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
     auto student_train = embed_images(student, pool, train.images.data(), train.size());
     auto score = route::fit_score(request.score, request.score_params, student_train.embeddings.data(),
                                   train.pseudo_labels.data(), train.size(), pool.dim(),
-                                  static_cast<int>(pool.size()));
+                                  static_cast<int>(pool.size()), student_train.similarities.data());
     auto edge_held = embed_images(student, pool, held_images.data(), held_labels.size());
     auto fm_held = embed_images(*fm.image, pool, held_images.data(), held_labels.size());
     std::vector<int> identity(pool.size());

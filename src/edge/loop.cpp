@@ -114,6 +114,9 @@ struct CustomizationLoop::Impl {
       drift_until_s = -1.0;
       selector.set_upload_threshold(base_threshold);
     }
+    if (options.upload_routed && drift_until_s < 0.0) {
+      selector.set_upload_threshold(static_cast<float>(o.threshold));
+    }
     const bool candidate = o.score < selector.upload_threshold();
     if (candidate) {
       candidates[o.id] = *o.pixels;

@@ -50,6 +50,10 @@ struct LoopOptions {
   std::filesystem::path queue_path;  // the durable upload queue (SQLite file); required
   cloud::ClientOptions client = cloud::client_default_options();  // the customization service
   customize::UploadSelectorParams selector;
+  // Candidates are the samples the runtime routes to the cloud: the upload threshold follows
+  // the routing threshold in force, whatever the score's scale (selector.upload_threshold is
+  // then unused). Off: candidates are the samples below selector.upload_threshold.
+  bool upload_routed = false;
   size_t upload_batch = 32;        // samples per upload request
   double upload_interval_s = 0.5;  // the uploader wakes up at least this often
   double retry_s = 2.0;            // wait after a failed upload or job call

@@ -527,6 +527,7 @@ struct EdgeRuntime::Impl {
       o.score = score;
       o.prediction_index = top.first;
       o.to_cloud = to_cloud;
+      o.threshold = answer.threshold;
       o.t_s = seconds_since(start, edge_end);
       options.observer(o);
     }

@@ -88,6 +88,7 @@ struct EdgeObservation {
   float score = 0.0f;          // the routing score
   int prediction_index = -1;   // in the edge's pool
   bool to_cloud = false;       // routed to the cloud
+  double threshold = 0.0;      // the routing threshold in force (score < threshold: cloud)
   double t_s = 0.0;            // seconds since the runtime started
 };
 

@@ -149,7 +149,7 @@ struct EdgeRun {
 EdgeRun run_edge(const std::string& program, const Cloud& cloud, const fs::path& trace,
                  const ScenarioOptions& o, const fs::path& dir, const std::string& tag,
                  const std::string& student, const fs::path& split_file, size_t samples,
-                 const std::vector<std::string>& extra, const fs::path& profile_file) {
+                 const std::vector<std::string>& extra, const fs::path& job_file) {
   Link link = start_link(program, cloud, trace, o, dir, tag);
   EdgeRun run;
   run.log = dir / (tag + ".jsonl");
@@ -163,16 +163,13 @@ EdgeRun run_edge(const std::string& program, const Cloud& cloud, const fs::path&
       "--policy", "edgefm", "--l-app-ms", fmt_num(o.l_app_ms, 6), "--rate", fmt_num(o.rate, 6),
       "--samples", std::to_string(samples), "--split", split_file.string(), "--log",
       run.log.string(), "--json", run.summary.string(), "--nominal-rtt-ms",
-      fmt_num(2.0 * static_cast<double>(o.delay_ms), 3), "--state", state.string(), "--events", run.events.string(), "--profile", profile_file.string(),
-      "--upload-strategy", o.upload_strategy, "--upload-threshold", fmt_num(o.upload_threshold, 6),
+      fmt_num(2.0 * static_cast<double>(o.delay_ms), 3), "--state", state.string(), "--events", run.events.string(), "--job", job_file.string(),
+      "--upload-strategy", o.upload_strategy, "--upload-routed",
       "--upload-per-minute", fmt_num(o.upload_per_minute, 6), "--upload-kbps", fmt_num(o.upload_kbps, 6),
       "--drift-upload-s", fmt_num(o.drift_upload_s, 6), "--job-min-new",
-      std::to_string(o.job_min_new), "--job-epochs", std::to_string(o.job_epochs),
+      std::to_string(o.job_min_new),
       "--uploads-trigger", std::to_string(o.uploads_trigger), "--audit-per-minute",
       fmt_num(o.audit_per_minute, 6), "--drain-s", "5", "--quiet"};
-  if (o.device_budget_ms > 0.0) {
-    args.insert(args.end(), {"--latency-budget-ms", fmt_num(o.device_budget_ms, 6)});
-  }
   if (!o.token.empty()) args.insert(args.end(), {"--token", o.token});
   args.insert(args.end(), extra.begin(), extra.end());
   ChildProcess edge(program, args, (dir / (tag + "-edge.log")).string());
@@ -370,9 +367,13 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   }
   cloud::CustomizationClient service(cloud.client);
 
-  json job_request = {{"profile", profile}, {"epochs", o.job_epochs},
-                      {"table_epochs", o.table_epochs}};
+  // One job request for every job: the bootstrap here and the edge's own (--job FILE).
+  json job_request = {{"profile", profile},          {"epochs", o.job_epochs},
+                      {"table_epochs", o.table_epochs}, {"lambda", o.job_lambda},
+                      {"outliers", o.job_outliers},   {"score", o.score}};
   if (o.device_budget_ms > 0.0) job_request["budget"] = {{"latency_ms", o.device_budget_ms}};
+  const fs::path job_file = runs / "job-request.json";
+  write_json_file(job_file, job_request);
 
   json results = json::object();
   json detection = json::array();
@@ -438,13 +439,13 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
     std::fprintf(stderr, "[scenario] %s: live run with audits (%zu samples, shift at %zu)\n",
                  name.c_str(), audit_length, o.shift_at);
     EdgeRun with_audit = run_edge(program, cloud, trace, o, dir, "audit", first_model.string(),
-                                  split_file, audit_length, with_device(extra, device), profile_file);
+                                  split_file, audit_length, with_device(extra, device), job_file);
     std::fprintf(stderr, "[scenario] %s: live run without audits (%zu samples)\n", name.c_str(),
                  detection_length);
     EdgeRun without = run_edge(program, cloud, trace, o, dir, "no-audit", first_model.string(),
                                split_file, detection_length,
                                with_device({"--audit", "0", "--no-jobs"}, device + "-noaudit"),
-                               profile_file);
+                               job_file);
 
     const size_t first_unseen = first_unseen_position(test, split, samples);
     auto detection_row = [&](const EdgeRun& run, const std::string& mode, size_t length) {

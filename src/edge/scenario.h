@@ -45,13 +45,18 @@ struct ScenarioOptions {
   double audit = 0.02;                  // audit share of the samples (0: none)
   double audit_per_minute = 120.0;
   std::string upload_strategy = "margin_diversity";
-  double upload_threshold = 0.1;
   double upload_per_minute = 600.0;
   double upload_kbps = 256.0;
   double drift_upload_s = 20.0;
   size_t job_min_new = 300;
   size_t uploads_trigger = 0;           // periodic job trigger (also in the no-audit runs)
   int job_epochs = 10;
+  // How every job distills and routes: the InfoNCE weight (0: the student only imitates the
+  // FM's embeddings, which keeps unseen classes apart from the seen ones), synthetic outliers
+  // per upload, and the routing score the artifact ships (docs/scenario.md).
+  double job_lambda = 0.0;
+  double job_outliers = 0.5;
+  std::string score = "mahalanobis";
   int table_epochs = 2;
   double device_budget_ms = 0.0;        // the device's latency budget (0: none)
   double second_budget_ms = 0.0;        // the comparison budget (0: 1.2 x the cheapest arch)

@@ -465,15 +465,84 @@ json MahalanobisScore::params() const {
           {"means", floats_to_base64(means_)}};
 }
 
+// ---- hybrid ----
+
+QuantileMap QuantileMap::fit(std::vector<float> values, size_t count) {
+  if (values.size() < 2) fail_expected("quantile fit", "at least 2 values", std::to_string(values.size()));
+  std::sort(values.begin(), values.end());
+  count = std::max<size_t>(2, std::min(count, values.size()));
+  std::vector<float> quantiles(count);
+  for (size_t i = 0; i < count; ++i) {
+    quantiles[i] = values[i * (values.size() - 1) / (count - 1)];
+  }
+  return QuantileMap(std::move(quantiles));
+}
+
+QuantileMap::QuantileMap(std::vector<float> quantiles) : quantiles_(std::move(quantiles)) {
+  if (quantiles_.size() < 2) {
+    fail_expected("quantile map", "at least 2 quantiles", std::to_string(quantiles_.size()));
+  }
+  if (!std::is_sorted(quantiles_.begin(), quantiles_.end()) ||
+      std::any_of(quantiles_.begin(), quantiles_.end(), [](float q) { return !std::isfinite(q); })) {
+    fail_expected("quantile map", "finite quantiles in ascending order", "others");
+  }
+}
+
+float QuantileMap::operator()(float value) const {
+  if (!(value > quantiles_.front())) return 0.0f;
+  if (!(value < quantiles_.back())) return 1.0f;
+  const size_t hi = static_cast<size_t>(
+      std::upper_bound(quantiles_.begin(), quantiles_.end(), value) - quantiles_.begin());
+  const size_t lo = hi - 1;
+  const float span = quantiles_[hi] - quantiles_[lo];
+  const float within = span > 0.0f ? (value - quantiles_[lo]) / span : 0.0f;
+  return (static_cast<float>(lo) + within) / static_cast<float>(quantiles_.size() - 1);
+}
+
+HybridScore::HybridScore(QuantileMap margin, QuantileMap mahalanobis_map,
+                         std::unique_ptr<MahalanobisScore> mahalanobis)
+    : margin_(std::move(margin)),
+      mahalanobis_map_(std::move(mahalanobis_map)),
+      mahalanobis_(std::move(mahalanobis)) {
+  if (!mahalanobis_) fail_expected("hybrid score", "a mahalanobis score", "none");
+}
+
+std::unique_ptr<HybridScore> HybridScore::fit(const float* embeddings, const float* sims,
+                                              const int* labels, size_t n, int d, int num_classes,
+                                              const MahalanobisFitParams& params) {
+  if (sims == nullptr) fail_expected("hybrid fit", "the fit rows' similarities to the pool", "none");
+  auto maha = MahalanobisScore::fit(embeddings, labels, n, d, num_classes, params);
+  std::vector<float> margins(n), distances(n);
+  for (size_t i = 0; i < n; ++i) {
+    margins[i] = top2(sims + i * static_cast<size_t>(num_classes), num_classes).margin();
+    distances[i] = (*maha)(nullptr, 0, embeddings + i * static_cast<size_t>(d), d);
+  }
+  return std::make_unique<HybridScore>(QuantileMap::fit(std::move(margins)),
+                                       QuantileMap::fit(std::move(distances)), std::move(maha));
+}
+
+float HybridScore::operator()(const float* sims, int k, const float* embedding, int d) const {
+  if (sims == nullptr) fail_expected("hybrid score", "similarities", "none");
+  check_k(k, "hybrid score");
+  const float typical = mahalanobis_map_((*mahalanobis_)(nullptr, 0, embedding, d));
+  return std::min(margin_(top2(sims, k).margin()), typical);
+}
+
+json HybridScore::params() const {
+  return {{"margin_quantiles", margin_.quantiles()},
+          {"mahalanobis_quantiles", mahalanobis_map_.quantiles()},
+          {"mahalanobis", mahalanobis_->params()}};
+}
+
 // ---- factory ----
 
 std::vector<std::string> score_names() {
-  return {"margin", "max_cosine", "max_softmax", "entropy", "energy",
-          "mcm",    "knn",        "proto",       "mahalanobis"};
+  return {"margin", "max_cosine", "max_softmax", "entropy",    "energy",
+          "mcm",    "knn",        "proto",       "mahalanobis", "hybrid"};
 }
 
 bool score_needs_fit(const std::string& name) {
-  return name == "knn" || name == "proto" || name == "mahalanobis";
+  return name == "knn" || name == "proto" || name == "mahalanobis" || name == "hybrid";
 }
 
 namespace {
@@ -482,6 +551,20 @@ std::string known_names() {
   std::string out;
   for (const auto& n : score_names()) out += (out.empty() ? "" : ", ") + n;
   return out;
+}
+
+std::unique_ptr<MahalanobisScore> make_mahalanobis(const json& params, const std::string& context) {
+  check_keys(params, {"dim", "classes", "whitening", "means"}, context);
+  if (!params.contains("whitening") || !params.contains("means")) {
+    fail_expected(context, "a fitted whitening and means in params (fit it with fit_score)",
+                  "none");
+  }
+  return std::make_unique<MahalanobisScore>(
+      json_field<int>(params, "dim", context),
+      json_field<std::vector<int>>(params, "classes", context),
+      base64_to_floats(json_field<std::string>(params, "whitening", context),
+                       context + " whitening"),
+      base64_to_floats(json_field<std::string>(params, "means", context), context + " means"));
 }
 
 std::unique_ptr<ConfidenceScore> make_temperature_score(const std::string& name,
@@ -530,25 +613,24 @@ std::unique_ptr<ConfidenceScore> make_score(const std::string& name, const json&
         base64_to_floats(json_field<std::string>(params, "prototypes", context),
                          context + " prototypes"));
   }
-  if (name == "mahalanobis") {
-    check_keys(params, {"dim", "classes", "whitening", "means"}, context);
-    if (!params.contains("whitening") || !params.contains("means")) {
-      fail_expected(context, "a fitted whitening and means in params (fit it with fit_score)",
+  if (name == "mahalanobis") return make_mahalanobis(params, context);
+  if (name == "hybrid") {
+    check_keys(params, {"margin_quantiles", "mahalanobis_quantiles", "mahalanobis"}, context);
+    if (!params.contains("mahalanobis")) {
+      fail_expected(context, "fitted quantiles and mahalanobis state (fit it with fit_score)",
                     "none");
     }
-    return std::make_unique<MahalanobisScore>(
-        json_field<int>(params, "dim", context),
-        json_field<std::vector<int>>(params, "classes", context),
-        base64_to_floats(json_field<std::string>(params, "whitening", context),
-                         context + " whitening"),
-        base64_to_floats(json_field<std::string>(params, "means", context), context + " means"));
+    return std::make_unique<HybridScore>(
+        QuantileMap(json_field<std::vector<float>>(params, "margin_quantiles", context)),
+        QuantileMap(json_field<std::vector<float>>(params, "mahalanobis_quantiles", context)),
+        make_mahalanobis(params.at("mahalanobis"), context + " mahalanobis"));
   }
   fail_expected("score name", "one of " + known_names(), "'" + name + "'");
 }
 
 std::unique_ptr<ConfidenceScore> fit_score(const std::string& name, const json& params,
                                            const float* embeddings, const int* labels, size_t n,
-                                           int d, int num_classes) {
+                                           int d, int num_classes, const float* sims) {
   const std::string context = "fitting score '" + name + "'";
   if (name == "knn") {
     check_keys(params, {"k", "max_bank", "seed"}, context);
@@ -563,10 +645,11 @@ std::unique_ptr<ConfidenceScore> fit_score(const std::string& name, const json& 
     if (labels == nullptr) fail_expected(context, "(pseudo-)labels", "none");
     return ProtoScore::fit(embeddings, labels, n, d, num_classes);
   }
-  if (name == "mahalanobis") {
+  if (name == "mahalanobis" || name == "hybrid") {
     check_keys(params, {"shrinkage"}, context);
     MahalanobisFitParams fit;
     if (params.contains("shrinkage")) fit.shrinkage = json_field<double>(params, "shrinkage", context);
+    if (name == "hybrid") return HybridScore::fit(embeddings, sims, labels, n, d, num_classes, fit);
     return MahalanobisScore::fit(embeddings, labels, n, d, num_classes, fit);
   }
   return make_score(name, params);

@@ -21,6 +21,11 @@
 //   mahalanobis  minus the smallest Mahalanobis distance to a class mean, with one shared,
 //                shrunk covariance (Lee et al. 2018) on the L2-normalised embeddings (fitted)
 //                                                    params {"dim", "classes", "whitening", "means"}
+//   hybrid       min(F_margin(margin), F_maha(mahalanobis)): the lower of the two scores'
+//                percentiles among the fit data, so a sample stays on the edge only when it
+//                is both unambiguous (margin) and typical of what the student was trained on
+//                (mahalanobis) (fitted)              params {"margin_quantiles",
+//                                                    "mahalanobis_quantiles", "mahalanobis"}
 // Fitted scores carry their state in params(), so a model artifact ships it as
 // score_to_json(score) and the edge gets it back with score_from_json.
 #include <cstddef>
@@ -144,6 +149,39 @@ class MahalanobisScore : public ConfidenceScore {
   std::vector<float> means_;
 };
 
+// The percentile of a value among fitted quantiles (sorted ascending): linear between
+// neighbours, 0 below the first, 1 above the last.
+class QuantileMap {
+ public:
+  // values: the fit data's scores (any order); keeps `count` evenly spaced quantiles.
+  static QuantileMap fit(std::vector<float> values, size_t count = 256);
+  explicit QuantileMap(std::vector<float> quantiles);  // sorted, at least 2 (Error otherwise)
+  float operator()(float value) const;
+  const std::vector<float>& quantiles() const { return quantiles_; }
+
+ private:
+  std::vector<float> quantiles_;
+};
+
+class HybridScore : public ConfidenceScore {
+ public:
+  HybridScore(QuantileMap margin, QuantileMap mahalanobis_map,
+              std::unique_ptr<MahalanobisScore> mahalanobis);
+  // sims: n x num_classes similarities of the fit rows to the pool (for the margins).
+  static std::unique_ptr<HybridScore> fit(const float* embeddings, const float* sims,
+                                          const int* labels, size_t n, int d, int num_classes,
+                                          const MahalanobisFitParams& params = {});
+
+  std::string name() const override { return "hybrid"; }
+  float operator()(const float* sims, int k, const float* embedding, int d) const override;
+  json params() const override;
+
+ private:
+  QuantileMap margin_;
+  QuantileMap mahalanobis_map_;
+  std::unique_ptr<MahalanobisScore> mahalanobis_;
+};
+
 // Every score name, in the order above.
 std::vector<std::string> score_names();
 // True for scores that need fit_score (training embeddings) before use.
@@ -156,11 +194,12 @@ std::unique_ptr<ConfidenceScore> make_score(const std::string& name,
 
 // Builds any score, fitting the ones that need it on training embeddings (n x d, L2-normalised)
 // with their (pseudo-)labels in [0, num_classes); scores that need no fit ignore the data.
-// Fit params: knn {"k", "max_bank", "seed"}; mahalanobis {"shrinkage"}; temperature scores
+// Fit params: knn {"k", "max_bank", "seed"}; mahalanobis, hybrid {"shrinkage"}; temperature scores
 // {"temperature"}.
+// `sims` (n x num_classes similarities to the pool) is needed by hybrid only.
 std::unique_ptr<ConfidenceScore> fit_score(const std::string& name, const json& params,
                                            const float* embeddings, const int* labels, size_t n,
-                                           int d, int num_classes);
+                                           int d, int num_classes, const float* sims = nullptr);
 
 // {"name": ..., "params": {...}} and back.
 json score_to_json(const ConfidenceScore& score);

@@ -143,9 +143,46 @@ TEST(Scores, MahalanobisAgainstHandComputedDistances) {
   EXPECT_THROW(make_score("mahalanobis", {{"dim", 2}, {"classes", {0}}}), Error);  // unfitted
 }
 
+TEST(Scores, QuantileMapIsThePercentileAmongTheFitValues) {
+  const auto map = QuantileMap::fit({4, 0, 2, 1, 3}, 5);  // quantiles 0 1 2 3 4
+  EXPECT_FLOAT_EQ(map(-1), 0.0f);
+  EXPECT_FLOAT_EQ(map(0), 0.0f);
+  EXPECT_FLOAT_EQ(map(1), 0.25f);
+  EXPECT_FLOAT_EQ(map(2.5f), 0.625f);
+  EXPECT_FLOAT_EQ(map(4), 1.0f);
+  EXPECT_FLOAT_EQ(map(9), 1.0f);
+  EXPECT_THROW(QuantileMap({1.0f}), Error);
+  EXPECT_THROW(QuantileMap({2.0f, 1.0f}), Error);
+  EXPECT_THROW(QuantileMap::fit({1.0f}), Error);
+}
+
+TEST(Scores, HybridIsTheLowerOfTheTwoPercentiles) {
+  // Two classes on the unit circle; the fit rows' margins are 0.1, 0.3, 0.5, 0.7.
+  const float c = std::sqrt(0.5f);
+  const float embeddings[] = {1, 0, c, c, 0, 1, -c, c};
+  const int labels[] = {0, 0, 1, 1};
+  const float sims[] = {0.55f, 0.45f, 0.65f, 0.35f, 0.25f, 0.75f, 0.15f, 0.85f};
+  const auto hybrid = HybridScore::fit(embeddings, sims, labels, 4, 2, 2, {.shrinkage = 0.5});
+  const auto maha = MahalanobisScore::fit(embeddings, labels, 4, 2, 2, {.shrinkage = 0.5});
+  std::vector<float> distances;
+  for (int i = 0; i < 4; ++i) distances.push_back((*maha)(nullptr, 0, embeddings + 2 * i, 2));
+  const auto typical = QuantileMap::fit(distances);
+  const auto margins = QuantileMap::fit({0.1f, 0.3f, 0.5f, 0.7f});
+  // An ambiguous but typical sample: the margin's percentile decides.
+  const float ambiguous[] = {0.5f, 0.5f};
+  EXPECT_FLOAT_EQ((*hybrid)(ambiguous, 2, embeddings, 2),
+                  std::min(margins(0.0f), typical((*maha)(nullptr, 0, embeddings, 2))));
+  EXPECT_FLOAT_EQ((*hybrid)(ambiguous, 2, embeddings, 2), 0.0f);
+  // A confident but atypical sample (pointing down): the Mahalanobis percentile decides.
+  const float confident[] = {0.9f, 0.1f}, down[] = {0, -1};
+  EXPECT_FLOAT_EQ((*hybrid)(confident, 2, down, 2), typical((*maha)(nullptr, 0, down, 2)));
+  EXPECT_LT((*hybrid)(confident, 2, down, 2), 0.1f);
+  EXPECT_THROW(HybridScore::fit(embeddings, nullptr, labels, 4, 2, 2), Error);  // needs sims
+}
+
 TEST(Scores, FactoryKnowsEveryNameAndRejectsTypos) {
   const auto names = score_names();
-  EXPECT_EQ(names.size(), 9u);
+  EXPECT_EQ(names.size(), 10u);
   for (const auto& name : names) {
     if (score_needs_fit(name)) {
       EXPECT_THROW(make_score(name), Error) << name;  // no fitted state
@@ -170,11 +207,13 @@ TEST(Scores, FactoryKnowsEveryNameAndRejectsTypos) {
 TEST(Scores, EveryScoreRoundTripsThroughJsonWithItsState) {
   const float train[] = {1, 0, 0, 0.8f, 0.6f, 0, 0, 1, 0, 0, 0.6f, 0.8f, 0, 0, 1};
   const int labels[] = {0, 0, 1, 1, 2};
+  const float train_sims[] = {0.9f, 0.1f, 0.0f, 0.7f, 0.6f, 0.0f, 0.1f, 0.9f, 0.0f,
+                               0.0f, 0.6f, 0.7f, 0.0f, 0.0f, 0.9f};
   const float sims[] = {0.7f, 0.2f, 0.6f};
   const float embedding[] = {0.7f, 0.1f, 0.7f};
   for (const auto& name : score_names()) {
     const json fit_params = name == "knn" ? json{{"k", 2}} : json::object();
-    const auto fitted = fit_score(name, fit_params, train, labels, 5, 3, 3);
+    const auto fitted = fit_score(name, fit_params, train, labels, 5, 3, 3, train_sims);
     EXPECT_EQ(fitted->name(), name);
     const json saved = score_to_json(*fitted);
     const auto loaded = score_from_json(json::parse(saved.dump()), "test");
