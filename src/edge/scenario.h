@@ -56,7 +56,7 @@ struct ScenarioOptions {
   // per upload, and the routing score the artifact ships (docs/scenario.md).
   double job_lambda = 0.0;
   double job_outliers = 0.5;
-  std::string score = "mahalanobis";
+  std::string score = "hybrid";
   int table_epochs = 2;
   double device_budget_ms = 0.0;        // the device's latency budget (0: none)
   double second_budget_ms = 0.0;        // the comparison budget (0: 1.2 x the cheapest arch)
