@@ -113,8 +113,8 @@ LoopOptions loop_options(const fs::path& dir, const std::string& url) {
   return o;
 }
 
-// Observation i: score `score`, a 2-d embedding spread on a circle.
-void observe(CustomizationLoop& loop, uint64_t i, float score) {
+// Observation i: score `score`, a 2-d embedding spread on a circle, routed with `threshold`.
+void observe(CustomizationLoop& loop, uint64_t i, float score, double threshold = 0.0) {
   const std::vector<uint8_t> p = pixels(i);
   const float embedding[2] = {static_cast<float>(i % 7), static_cast<float>(i % 5)};
   EdgeObservation o;
@@ -123,6 +123,8 @@ void observe(CustomizationLoop& loop, uint64_t i, float score) {
   o.embedding = embedding;
   o.dim = 2;
   o.score = score;
+  o.threshold = threshold;
+  o.to_cloud = score < threshold;
   loop.observe(o);
 }
 
@@ -155,6 +157,27 @@ TEST(CustomizationLoop, UploadsOnlyUnsureSamplesAndTheServiceStoresThem) {
   EXPECT_EQ(svc.service->sample_count("dev-1"), 20u);
   EXPECT_GT(events.count("uploaded"), 0u);
   EXPECT_EQ(svc.jobs_run.load(), 0);
+  fs::remove_all(dir);
+}
+
+// With upload_routed the candidates are what the runtime routed to the cloud, whatever the
+// score's scale: here scores are negative distances and the routing threshold moves.
+TEST(CustomizationLoop, UploadRoutedFollowsTheRoutingThreshold) {
+  Service svc;
+  const fs::path dir = fresh_dir("routed");
+  LoopOptions o = loop_options(dir, svc.server->url());
+  o.jobs = false;
+  o.upload_routed = true;  // selector.upload_threshold (0.2) is ignored
+  {
+    CustomizationLoop loop(o, {1, 28, 28}, 2, {});
+    // Threshold -10: scores -12 (routed) and -5 (edge); 10 of 30 are routed.
+    for (uint64_t i = 0; i < 30; ++i) observe(loop, i, i % 3 == 0 ? -12.0f : -5.0f, -10.0);
+    // The threshold moves to -4: now every sample of the next 12 is routed.
+    for (uint64_t i = 30; i < 42; ++i) observe(loop, i, -5.0f, -4.0);
+    ASSERT_TRUE(loop.flush(10.0));
+    EXPECT_EQ(loop.stats().selected, 22u);
+  }
+  EXPECT_EQ(svc.service->sample_count("dev-1"), 22u);
   fs::remove_all(dir);
 }
 
