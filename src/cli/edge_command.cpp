@@ -72,6 +72,9 @@ struct EdgeCommandOptions {
   double upload_kbps = 128.0;
   edge::DriftOptions drift = edge::drift_default_options();
   double drift_upload_s = 30.0;
+  bool no_offload_drift = false;
+  double offload_rise = 0.3;
+  double offload_threshold = 15.0;
   bool no_jobs = false;
   std::string job_path;
   std::string profile_path;
@@ -215,6 +218,9 @@ void run_edge(const EdgeCommandOptions& o) {
     l.selector.uplink_kbps = o.upload_kbps;
     l.drift = o.drift;
     l.drift_upload_s = o.drift_upload_s;
+    l.offload_drift = !o.no_offload_drift;
+    l.offload_rise = o.offload_rise;
+    l.offload_detector.threshold = o.offload_threshold;
     l.jobs = !o.no_jobs;
     if (l.jobs) l.job_request = job_request(o);
     l.job_min_new = o.job_min_new;
@@ -549,6 +555,20 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--drift-threshold", options->drift.threshold,
                       "CUSUM level that declares drift (log-likelihood units)")
       ->capture_default_str()
+      ->group(loop_group);
+  command->add_flag("--no-offload-drift", options->no_offload_drift,
+                    "do not watch the routing decisions for drift (by default a CUSUM compares "
+                    "the share routed to the cloud with the calibration profile's prediction)")
+      ->group(loop_group);
+  command->add_option("--offload-rise", options->offload_rise,
+                      "offload drift: routed share above the predicted one that counts as drift")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 0.89))
+      ->group(loop_group);
+  command->add_option("--offload-threshold", options->offload_threshold,
+                      "offload drift: CUSUM level that declares drift (log-likelihood units)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
       ->group(loop_group);
   command->add_option("--drift-upload-s", options->drift_upload_s,
                       "after a drift, every sample is an upload candidate for this long")

@@ -24,13 +24,23 @@ DriftDetector::DriftDetector(DriftOptions options) : options_(options) {
   down_ = std::log((1.0 - options_.drift_rate) / (1.0 - options_.baseline_rate));
 }
 
-bool DriftDetector::add(bool disagree) {
+bool DriftDetector::add(bool disagree) { return step(disagree, disagree ? up_ : down_); }
+
+bool DriftDetector::add(bool event, double p0, double p1) {
+  if (!(p0 > 0.0 && p0 < p1 && p1 < 1.0)) {
+    fail_expected("drift detector event rates", "0 < p0 < p1 < 1",
+                  std::to_string(p0) + " and " + std::to_string(p1));
+  }
+  return step(event, event ? std::log(p1 / p0) : std::log((1.0 - p1) / (1.0 - p0)));
+}
+
+bool DriftDetector::step(bool event, double llr) {
   ++audits_total_;
-  disagreements_total_ += disagree;
-  recent_.push_back(disagree);
+  disagreements_total_ += event;
+  recent_.push_back(event);
   if (recent_.size() > options_.window) recent_.pop_front();
   ++since_reset_;
-  statistic_ = std::max(0.0, statistic_ + (disagree ? up_ : down_));
+  statistic_ = std::max(0.0, statistic_ + llr);
   if (statistic_ >= options_.threshold && since_reset_ >= options_.min_audits) {
     ++detections_;
     reset();

@@ -10,7 +10,13 @@
 //   disagree: log(p1 / p0)        agree: log((1 - p1) / (1 - p0)),
 // the sum is floored at 0, and drift is declared when it reaches `threshold`. With p0 = 0.05,
 // p1 = 0.3 and threshold 4, three disagreements among the last few audits are enough, while a
-// rate of 5 % needs thousands of audits on average to raise a false alarm. Torch-free.
+// rate of 5 % needs thousands of audits on average to raise a false alarm.
+//
+// The same test also runs on the routing decisions (edge/loop.h, "offload drift"): each
+// sample is an event "routed to the cloud" whose expected rate p0 is what the calibration
+// profile predicts at the threshold in force, so add(event, p0, p1) takes the rates per event.
+// A model that suddenly sends far more to the cloud than it was calibrated to has met data
+// unlike its training data: with the hybrid score, that is an unseen class. Torch-free.
 #include <cstddef>
 #include <deque>
 #include <string>
@@ -36,6 +42,9 @@ class DriftDetector {
   // One audit; returns true when this audit declares drift (once: the statistic is reset, so
   // the next declaration needs fresh evidence).
   bool add(bool disagree);
+  // One event with its own rates (0 < p0 < p1 < 1; Error otherwise); the options' rates are
+  // not used.
+  bool add(bool event, double p0, double p1);
   void reset();
 
   double statistic() const { return statistic_; }
@@ -46,6 +55,8 @@ class DriftDetector {
   json to_json() const;  // {"statistic", "audits", "disagreements", "recent_rate", "detections"}
 
  private:
+  bool step(bool event, double llr);
+
   DriftOptions options_;
   double up_ = 0.0;    // log(p1 / p0)
   double down_ = 0.0;  // log((1 - p1) / (1 - p0)) < 0

@@ -26,7 +26,8 @@ json LoopStats::to_json() const {
           {"jobs_done", jobs_done},
           {"jobs_failed", jobs_failed},
           {"pending", pending},
-          {"drift", drift}};
+          {"drift", drift},
+          {"offload_drift", offload_drift}};
 }
 
 struct CustomizationLoop::Impl {
@@ -39,7 +40,8 @@ struct CustomizationLoop::Impl {
   mutable std::mutex mutex;  // everything below
   std::condition_variable wake;
   customize::UploadSelector selector;
-  DriftDetector detector;
+  DriftDetector detector;          // audits: edge vs FM disagreements
+  DriftDetector offload_detector;  // routing decisions vs the calibrated offload
   std::map<uint64_t, std::vector<uint8_t>> candidates;  // pixels of the open window's candidates
   struct Pick {
     std::vector<uint8_t> pixels;
@@ -67,13 +69,18 @@ struct CustomizationLoop::Impl {
         on_event(std::move(sink)),
         base_threshold(options.selector.upload_threshold),
         selector(options.selector, dim),
-        detector(options.drift) {
+        detector(options.drift),
+        offload_detector(options.offload_detector) {
     if (options.queue_path.empty()) throw Error("customization loop: an upload queue file is required");
     if (options.device.empty()) throw Error("customization loop: a device name is required");
     if (options.upload_batch == 0) fail_expected("customization loop upload batch", ">= 1", "0");
     if (!(options.upload_interval_s > 0.0)) {
       fail_expected("customization loop upload interval", "> 0 s",
                     std::to_string(options.upload_interval_s));
+    }
+    if (!(options.offload_rise > 0.0 && options.offload_rise < 0.9)) {
+      fail_expected("customization loop offload rise", "in (0, 0.9)",
+                    std::to_string(options.offload_rise));
     }
     if (!(options.drift_upload_s >= 0.0)) {
       fail_expected("customization loop drift upload time", ">= 0 s",
@@ -107,7 +114,41 @@ struct CustomizationLoop::Impl {
 
   // --- the runtime's thread -------------------------------------------------------------
   void observe(const EdgeObservation& o) {
-    std::lock_guard<std::mutex> lock(mutex);
+    json drift_state;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (offload_drift_locked(o)) drift_state = offload_detector.to_json();
+      offer_locked(o);
+    }
+    if (!drift_state.is_null()) emit_drift("offload", drift_state);
+  }
+
+  // The routing decision against the offload the calibration profile predicts; true on drift.
+  bool offload_drift_locked(const EdgeObservation& o) {
+    if (!options.offload_drift || !std::isfinite(o.expected_offload)) return false;
+    const double p0 = std::clamp(o.expected_offload, 0.02, 0.9);
+    const double p1 = std::min(0.98, p0 + options.offload_rise);
+    if (!offload_detector.add(o.to_cloud, p0, p1)) return false;
+    declare_drift_locked();
+    return true;
+  }
+
+  // Drift: look at everything for a while, and want a new model.
+  void declare_drift_locked() {
+    ++counters.drifts;
+    drift_until_s = now_s() + options.drift_upload_s;
+    selector.set_upload_threshold(std::numeric_limits<float>::infinity());
+    want_job_locked("drift");
+  }
+
+  void emit_drift(const std::string& source, const json& state) {
+    emit({{"event", "drift"},
+          {"source", source},
+          {"detector", state},
+          {"upload_all_s", options.drift_upload_s}});
+  }
+
+  void offer_locked(const EdgeObservation& o) {
     ++counters.observed;
     const double t = now_s();
     if (drift_until_s >= 0.0 && t >= drift_until_s) {
@@ -153,12 +194,7 @@ struct CustomizationLoop::Impl {
       std::lock_guard<std::mutex> lock(mutex);
       drift = detector.add(!a.agree);
       state = detector.to_json();
-      if (drift) {
-        ++counters.drifts;
-        drift_until_s = now_s() + options.drift_upload_s;
-        selector.set_upload_threshold(std::numeric_limits<float>::infinity());
-        want_job_locked("drift");
-      }
+      if (drift) declare_drift_locked();
     }
     emit({{"event", "audit"},
           {"id", a.id},
@@ -166,9 +202,7 @@ struct CustomizationLoop::Impl {
           {"edge", a.edge_prediction},
           {"cloud", a.cloud_prediction},
           {"statistic", state["statistic"]}});
-    if (drift) {
-      emit({{"event", "drift"}, {"detector", state}, {"upload_all_s", options.drift_upload_s}});
-    }
+    if (drift) emit_drift("audits", state);
   }
 
   // True when this makes a job wanted (none was wanted or running).
@@ -184,6 +218,7 @@ struct CustomizationLoop::Impl {
     {
       std::lock_guard<std::mutex> lock(mutex);
       detector.reset();
+      offload_detector.reset();
       acked_since_model = 0;
     }
     emit({{"event", "model_installed"}, {"version", version}});
@@ -375,6 +410,7 @@ LoopStats CustomizationLoop::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   LoopStats s = impl_->counters;
   s.drift = impl_->detector.to_json();
+  s.offload_drift = impl_->offload_detector.to_json();
   return s;
 }
 

@@ -205,6 +205,9 @@ struct EdgeRuntime::Impl {
   std::shared_ptr<const EdgeModel> model;
   NetworkEstimator estimator;
   double threshold = 0.0;
+  // The offload ratio the calibration profile predicts at `threshold` (NaN: no prediction,
+  // e.g. a fixed threshold given by hand, edge-only or cloud-only).
+  double expected_offload = std::numeric_limits<double>::quiet_NaN();
   double t_edge_ms = 1.0;
   double t_cloud_ms = 5.0;
   double payload_bytes = 1100.0;
@@ -383,6 +386,9 @@ struct EdgeRuntime::Impl {
         threshold = event.choice.threshold;
         break;
     }
+    const bool predicted = options.policy == Policy::edgefm ||
+                           (options.policy == Policy::fixed && std::isnan(options.fixed_threshold));
+    expected_offload = predicted ? event.choice.offload_ratio : std::numeric_limits<double>::quiet_NaN();
     searched = event.latency;
     ++call_stats.threshold_searches;
     events.push_back(std::move(event));
@@ -476,6 +482,7 @@ struct EdgeRuntime::Impl {
     answer.model_version = m->version;
 
     bool to_cloud = false;
+    double expected = std::numeric_limits<double>::quiet_NaN();
     bool probe = false;
     bool audit = false;
     bool over_budget = false;
@@ -484,6 +491,7 @@ struct EdgeRuntime::Impl {
       std::lock_guard<std::mutex> lock(state_mutex);
       t_edge_ms = 0.9 * t_edge_ms + 0.1 * edge_ms;
       answer.threshold = threshold;
+      expected = expected_offload;
       const NetworkEstimate e = estimator.estimate();
       answer.est_rtt_ms = e.rtt_ms;
       answer.est_uplink_bps = e.uplink_bps;
@@ -528,6 +536,7 @@ struct EdgeRuntime::Impl {
       o.prediction_index = top.first;
       o.to_cloud = to_cloud;
       o.threshold = answer.threshold;
+      o.expected_offload = expected;
       o.t_s = seconds_since(start, edge_end);
       options.observer(o);
     }

@@ -89,6 +89,9 @@ struct EdgeObservation {
   int prediction_index = -1;   // in the edge's pool
   bool to_cloud = false;       // routed to the cloud
   double threshold = 0.0;      // the routing threshold in force (score < threshold: cloud)
+  // The share of samples the calibration profile predicts the threshold sends to the cloud
+  // (NaN when the policy has no such prediction).
+  double expected_offload = std::numeric_limits<double>::quiet_NaN();
   double t_s = 0.0;            // seconds since the runtime started
 };
 

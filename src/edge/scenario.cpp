@@ -448,6 +448,11 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
                                job_file);
 
     const size_t first_unseen = first_unseen_position(test, split, samples);
+    // Samples from the first unseen one to `at` (negative: a false alarm before the shift).
+    auto samples_from_shift = [&](size_t at) {
+      return at >= first_unseen ? json(at - first_unseen)
+                                : json(-static_cast<int64_t>(first_unseen - at));
+    };
     auto detection_row = [&](const EdgeRun& run, const std::string& mode, size_t length) {
       const std::vector<json> events = read_jsonl(run.events);
       const json* drift = first_event(events, {"drift", "upload_trigger"});
@@ -460,13 +465,24 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
         const size_t at = drift->value("observed", size_t{0});
         row["detected"] = true;
         row["trigger"] = drift->value("event", "");
+        if (drift->contains("source")) row["drift_source"] = drift->value("source", "");
         row["detected_at_sample"] = at;
-        row["samples_to_detection"] =
-            at >= first_unseen ? json(at - first_unseen) : json(-static_cast<int64_t>(first_unseen - at));
+        row["samples_to_detection"] = samples_from_shift(at);
         row["t_s"] = drift->value("t_s", 0.0);
       } else {
         row["detected"] = false;
         row["samples_to_detection"] = nullptr;
+      }
+      // Each detector on its own: the first drift it declared (null: none).
+      for (const char* source : {"audits", "offload"}) {
+        json first = nullptr;
+        for (const json& e : events) {
+          if (e.value("event", "") == "drift" && e.value("source", "") == source) {
+            first = samples_from_shift(e.value("observed", size_t{0}));
+            break;
+          }
+        }
+        row["samples_to_detection_by"][source] = first;
       }
       return row;
     };
@@ -686,14 +702,22 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   {
     report.heading("Detection of the shift");
     Table t({"split", "mode", "first unseen sample", "detected at", "samples to detection",
-             "trigger", "audits", "routing-score AUROC (first model, live)"});
+             "trigger", "by audits", "by offload", "audits",
+             "routing-score AUROC (first model, live)"});
+    auto by = [](const json& d, const char* source) -> std::string {
+      if (!d.contains("samples_to_detection_by")) return "-";
+      const json& v = d["samples_to_detection_by"][source];
+      return v.is_null() ? "-" : v.dump();
+    };
     for (const auto& d : detection) {
       t.add_row({d.value("split", ""), d.value("mode", ""),
                  std::to_string(d.value("first_unseen_sample", 0)),
                  d.value("detected", false) ? std::to_string(d.value("detected_at_sample", 0)) : "-",
                  d["samples_to_detection"].is_null() ? "not detected"
                                                      : d["samples_to_detection"].dump(),
-                 d.value("trigger", "-"), std::to_string(d.value("audits", 0)),
+                 d.value("trigger", "-") +
+                     (d.contains("drift_source") ? " (" + d.value("drift_source", "") + ")" : ""),
+                 by(d, "audits"), by(d, "offload"), std::to_string(d.value("audits", 0)),
                  d.contains("live_open_set") && d["live_open_set"].is_object()
                      ? fmt_num(d["live_open_set"].value("auroc", 0.0), 3)
                      : "-"});

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <atomic>
+#include <cmath>
 #include <random>
 #include <thread>
 
@@ -114,10 +116,21 @@ TEST(Audit, AuditsAboutTheConfiguredShareOfEdgeAnswersAndReportsAgreement) {
   o.audit_fraction = 0.1;
   o.audit_per_minute = 1e6;
   o.on_audit = recorder.audit_sink();
+  std::atomic<int> observed{0}, routed{0};
+  std::atomic<double> expected{-1.0};
+  o.observer = [&](const EdgeObservation& e) {
+    ++observed;
+    routed += e.to_cloud;
+    expected = e.expected_offload;
+  };
   RuntimeStats s;
   {
     EdgeRuntime runtime(edge_model(cloud), o, recorder.sink());
     feed(runtime, 1000);
+    // Every observation carries the offload the threshold in force was predicted to give.
+    EXPECT_EQ(observed.load(), 1000);
+    EXPECT_EQ(routed.load(), 0);
+    EXPECT_DOUBLE_EQ(expected.load(), runtime.threshold_events().back().choice.offload_ratio);
     // Audits finish after their answer: wait for the calls.
     for (int i = 0; i < 1000; ++i) {
       s = runtime.stats();
@@ -274,6 +287,35 @@ TEST(DriftDetector, DetectsA40PercentRateWithinAFewDozenAudits) {
   std::sort(at.begin(), at.end());
   EXPECT_GE(at.front(), 3);   // never before three audits
   EXPECT_LE(at[25], 15);      // median: about 8 audits (drift 0.54 a step towards 4)
+}
+
+// The offload test (edge/loop.h): events with their own rates, as the scenario measured them
+// (p0 = 0.184 predicted, p1 = p0 + 0.3, threshold 15, at least 100 samples).
+TEST(DriftDetector, OffloadRatesPerEventQuietBeforeAShiftQuickAfter) {
+  DriftOptions o = drift_default_options();
+  o.threshold = 15.0;
+  o.min_audits = 100;
+  DriftDetector d(o);
+  // Hand-computed steps: routed log(0.484 / 0.184), kept log(0.516 / 0.816).
+  d.add(true, 0.184, 0.484);
+  EXPECT_NEAR(d.statistic(), std::log(0.484 / 0.184), 1e-12);
+  d.add(false, 0.184, 0.484);
+  EXPECT_NEAR(d.statistic(), std::log(0.484 / 0.184) + std::log(0.516 / 0.816), 1e-12);
+  d.reset();
+  std::mt19937_64 rng(9);
+  // 27 % routed where 18.4 % was predicted (the worst pre-shift stretch seen): no alarm.
+  std::bernoulli_distribution before(0.27);
+  for (int i = 0; i < 5000; ++i) EXPECT_FALSE(d.add(before(rng), 0.184, 0.484)) << i;
+  // 60 % routed after the shift: drift within a hundred samples or so.
+  std::bernoulli_distribution after(0.6);
+  int at = -1;
+  for (int i = 0; i < 400 && at < 0; ++i) {
+    if (d.add(after(rng), 0.184, 0.484)) at = i + 1;
+  }
+  EXPECT_GT(at, 0);
+  EXPECT_LE(at, 150);
+  EXPECT_THROW(d.add(true, 0.5, 0.4), Error);
+  EXPECT_THROW(d.add(true, 0.0, 0.4), Error);
 }
 
 TEST(DriftDetector, RejectsNonsenseOptions) {

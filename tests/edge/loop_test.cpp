@@ -114,7 +114,8 @@ LoopOptions loop_options(const fs::path& dir, const std::string& url) {
 }
 
 // Observation i: score `score`, a 2-d embedding spread on a circle, routed with `threshold`.
-void observe(CustomizationLoop& loop, uint64_t i, float score, double threshold = 0.0) {
+void observe(CustomizationLoop& loop, uint64_t i, float score, double threshold = 0.0,
+             double expected_offload = std::numeric_limits<double>::quiet_NaN()) {
   const std::vector<uint8_t> p = pixels(i);
   const float embedding[2] = {static_cast<float>(i % 7), static_cast<float>(i % 5)};
   EdgeObservation o;
@@ -125,6 +126,7 @@ void observe(CustomizationLoop& loop, uint64_t i, float score, double threshold 
   o.score = score;
   o.threshold = threshold;
   o.to_cloud = score < threshold;
+  o.expected_offload = expected_offload;
   loop.observe(o);
 }
 
@@ -178,6 +180,32 @@ TEST(CustomizationLoop, UploadRoutedFollowsTheRoutingThreshold) {
     EXPECT_EQ(loop.stats().selected, 22u);
   }
   EXPECT_EQ(svc.service->sample_count("dev-1"), 22u);
+  fs::remove_all(dir);
+}
+
+// Offload drift: the runtime routes far more to the cloud than the calibration predicted.
+TEST(CustomizationLoop, ARiseInTheRoutedShareIsDriftWithoutAnyAudit) {
+  Service svc;
+  const fs::path dir = fresh_dir("offload");
+  Events events;
+  LoopOptions o = loop_options(dir, svc.server->url());
+  o.jobs = false;
+  {
+    CustomizationLoop loop(o, {1, 28, 28}, 2, events.sink());
+    // 20 % predicted, 10 % routed for 300 samples: quiet.
+    uint64_t id = 0;
+    for (; id < 300; ++id) observe(loop, id, id % 10 == 0 ? 0.1f : 0.9f, 0.5, 0.2);
+    EXPECT_EQ(loop.stats().drifts, 0u);
+    // Without a prediction nothing is tested, however much is routed.
+    for (; id < 400; ++id) observe(loop, id, 0.1f, 0.5);
+    EXPECT_EQ(loop.stats().drifts, 0u);
+    // Everything routed: log(0.5 / 0.2) = 0.92 a sample, past 15 within 17 samples.
+    for (; id < 420; ++id) observe(loop, id, 0.1f, 0.5, 0.2);
+    EXPECT_EQ(loop.stats().drifts, 1u);
+    EXPECT_EQ(loop.stats().offload_drift.at("detections"), 1);
+    ASSERT_TRUE(loop.flush(10.0));
+  }
+  EXPECT_EQ(events.count("drift"), 1u);
   fs::remove_all(dir);
 }
 
