@@ -77,7 +77,9 @@ TEST(Pipeline, EvalCommandWritesJsonCurveAndPlot) {
     EXPECT_LE(m["auroc"].get<double>(), 1.0) << name;
   }
   EXPECT_TRUE(std::filesystem::exists(dir / "curve.csv"));
-  EXPECT_EQ(report["open_set"]["splits"][0]["scores"].size(), 9u);  // 8 scores + routing
+  EXPECT_EQ(report["open_set"]["splits"][0]["scores"].size(), 11u);  // 10 scores + routing
+  EXPECT_TRUE(scores.contains("mahalanobis"));
+  EXPECT_TRUE(scores.contains("hybrid"));
 }
 
 TEST(Pipeline, BadInputsGetClearErrors) {
