@@ -188,6 +188,21 @@ void check_fit_label(const char* what, size_t row, int label, int num_classes) {
   }
 }
 
+// Per-call scratch floats: on the stack up to N, on the heap beyond (scores run per sample on
+// several threads, so no shared buffer).
+template <int N>
+class Scratch {
+ public:
+  explicit Scratch(int n) {
+    if (n > N) heap_.resize(static_cast<size_t>(n));
+  }
+  float* data() { return heap_.empty() ? stack_ : heap_.data(); }
+
+ private:
+  float stack_[N];
+  std::vector<float> heap_;
+};
+
 void check_embedding(const float* embedding, int d, int dim, const char* what) {
   if (embedding == nullptr) fail_expected(what, "an embedding", "none");
   if (d != dim) fail_expected(what, "embedding dim " + std::to_string(dim), std::to_string(d));
@@ -264,14 +279,8 @@ float KnnScore::operator()(const float*, int, const float* embedding, int d) con
   check_embedding(embedding, d, dim_, "knn score");
   const float inv = inverse_norm(embedding, d);
   // The k largest cosines so far, descending; k is small, so insertion beats a heap.
-  constexpr int kStack = 64;
-  float stack[kStack];
-  std::vector<float> heap;
-  float* best = stack;
-  if (k_ > kStack) {
-    heap.resize(k_);
-    best = heap.data();
-  }
+  Scratch<64> scratch(k_);
+  float* best = scratch.data();
   int filled = 0;
   const size_t rows = bank_rows();
   for (size_t r = 0; r < rows; ++r) {
@@ -438,14 +447,8 @@ std::unique_ptr<MahalanobisScore> MahalanobisScore::fit(const float* embeddings,
 float MahalanobisScore::operator()(const float*, int, const float* embedding, int d) const {
   check_embedding(embedding, d, dim_, "mahalanobis score");
   const float inv = inverse_norm(embedding, d);
-  constexpr int kStack = 512;
-  float stack[kStack];
-  std::vector<float> heap;
-  float* z = stack;
-  if (d > kStack) {
-    heap.resize(d);
-    z = heap.data();
-  }
+  Scratch<512> scratch(d);
+  float* z = scratch.data();
   // z = W e (W lower triangular: row r reads e[0..r]).
   for (int r = 0; r < d; ++r) z[r] = dot(whitening_.data() + static_cast<size_t>(r) * d, embedding, r + 1) * inv;
   float best = std::numeric_limits<float>::infinity();
