@@ -95,6 +95,16 @@ route::CalibrationProfile calibrate(const Embedded& edge, const Embedded& fm,
   return route::build_profile(samples, 200, score.name());
 }
 
+void add_synthetic_outliers(const models::FoundationModel& fm, const models::ImageShape& shape,
+                            size_t count, uint64_t seed, DistillSet& set) {
+  if (count == 0) return;
+  auto outliers = synthesize_outliers(set.images, set.size(), shape.height, shape.width, count, seed);
+  auto embeddings = models::embed_all(*fm.image, outliers.data(), static_cast<int64_t>(count));
+  set.images.insert(set.images.end(), outliers.begin(), outliers.end());
+  set.fm_embeddings.insert(set.fm_embeddings.end(), embeddings.begin(), embeddings.end());
+  set.pseudo_labels.insert(set.pseudo_labels.end(), count, kNoLabel);
+}
+
 namespace {
 
 // The FM's view of the uploaded images: embeddings and pseudo-labels against `pool`.
@@ -180,12 +190,7 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
     if (params.outlier_share > 0) {
       auto shape = current ? current->input_shape() : models::ImageShape{};
       size_t count = static_cast<size_t>(params.outlier_share * set.size());
-      auto outliers = synthesize_outliers(set.images, set.size(), shape.height, shape.width,
-                                          count, params.seed + 100 + static_cast<uint64_t>(round));
-      auto embeddings = models::embed_all(*fm.image, outliers.data(), static_cast<int64_t>(count));
-      train.images.insert(train.images.end(), outliers.begin(), outliers.end());
-      train.fm_embeddings.insert(train.fm_embeddings.end(), embeddings.begin(), embeddings.end());
-      train.pseudo_labels.insert(train.pseudo_labels.end(), count, kNoLabel);
+      add_synthetic_outliers(fm, shape, count, params.seed + 100 + static_cast<uint64_t>(round), train);
       fm_queries += count;
     }
     auto distill_params = params.distill;

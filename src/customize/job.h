@@ -40,6 +40,11 @@ std::vector<bool> correct_predictions(const Embedded& embedded, const std::vecto
 // Share of true entries (0 for none).
 double fraction_correct(const std::vector<bool>& correct);
 
+// Appends `count` synthetic outliers made from the set's own images (distill.h), embedded by
+// the FM and labelled kNoLabel (the student imitates them with the MSE term only).
+void add_synthetic_outliers(const models::FoundationModel& fm, const models::ImageShape& shape,
+                            size_t count, uint64_t seed, DistillSet& set);
+
 struct CustomizeParams {
   DistillParams distill = distill_default_params();
   std::string strategy = "margin_diversity";  // random | lowest_margin | margin_diversity

@@ -197,17 +197,14 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
 
     // What the student learns from: the uploads, plus synthetic outliers that it imitates with
     // the MSE term only (the score below is fitted on the uploads alone).
-    DistillSet learn = train;
+    DistillSet with_outliers;  // a copy of `train` only when there are outliers to add
     if (request.outliers > 0.0 && train.size() >= 2) {
       const size_t count = static_cast<size_t>(request.outliers * static_cast<double>(train.size()));
       progress(0.04, "embedding " + std::to_string(count) + " synthetic outliers with the FM");
-      auto outliers = synthesize_outliers(train.images, train.size(), shape.height, shape.width,
-                                          count, request.distill.seed + 100);
-      auto embedded = models::embed_all(*fm.image, outliers.data(), static_cast<int64_t>(count));
-      learn.images.insert(learn.images.end(), outliers.begin(), outliers.end());
-      learn.fm_embeddings.insert(learn.fm_embeddings.end(), embedded.begin(), embedded.end());
-      learn.pseudo_labels.insert(learn.pseudo_labels.end(), count, kNoLabel);
+      with_outliers = train;
+      add_synthetic_outliers(fm, shape, count, request.distill.seed + 100, with_outliers);
     }
+    const DistillSet& learn = with_outliers.size() > 0 ? with_outliers : train;
 
     // The previous artifact is a warm start only for its own architecture.
     std::string previous_arch;

@@ -62,8 +62,8 @@ double DriftDetector::recent_rate() const {
 
 json DriftDetector::to_json() const {
   return {{"statistic", statistic_},
-          {"audits", audits_total_},
-          {"disagreements", disagreements_total_},
+          {"events", audits_total_},
+          {"hits", disagreements_total_},
           {"recent_rate", recent_rate()},
           {"detections", detections_}};
 }

@@ -52,7 +52,9 @@ class DriftDetector {
   size_t disagreements() const { return disagreements_total_; }
   double recent_rate() const;  // disagreement share of the last `window` audits (0: none)
   size_t detections() const { return detections_; }
-  json to_json() const;  // {"statistic", "audits", "disagreements", "recent_rate", "detections"}
+  // {"statistic", "events", "hits", "recent_rate", "detections"}: events are audits (hits:
+  // disagreements) or routing decisions (hits: samples routed to the cloud).
+  json to_json() const;
 
  private:
   bool step(bool event, double llr);
