@@ -1,5 +1,6 @@
 // edgefm scenario: the open-set scenario, live (edge/scenario.h, docs/scenario.md).
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -33,14 +34,16 @@ struct ScenarioCommandOptions {
 edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
                                std::shared_ptr<models::FoundationModel> fm) {
   edge::ScenarioHooks hooks;
-  hooks.fm_accuracy = [fm](const data::Split& split, size_t samples, size_t from) {
+  hooks.fm_accuracy = [fm](const data::Split& split, const std::vector<size_t>& positions) {
     const data::Dataset test =
         data::load_dataset(data::fashion_mnist_description(), data::Part::test);
-    std::vector<size_t> order = data::stream_order(test, split);
-    if (order.size() > samples) order.resize(samples);
-    if (from >= order.size()) return 0.0;
-    const std::vector<size_t> after(order.begin() + static_cast<std::ptrdiff_t>(from), order.end());
-    const data::Dataset part = test.subset(after);
+    const std::vector<size_t> order = data::stream_order(test, split);
+    std::vector<size_t> indices;
+    for (size_t p : positions) {
+      if (p < order.size()) indices.push_back(order[p]);
+    }
+    if (indices.empty()) return std::nan("");
+    const data::Dataset part = test.subset(indices);
     const customize::Embedded e = customize::embed_dataset(*fm->image, fm->pool, part);
     return customize::fraction_correct(customize::correct_predictions(
         e, customize::pool_to_label(fm->pool, part), part.labels));
@@ -209,6 +212,9 @@ void add_scenario_command(CLI::App& app) {
                       "synthetic outliers per upload in each job (imitated with MSE only)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10.0));
+  command->add_flag("!--no-job-balance", o.job_balance,
+                    "train each job on the uploads as they come, not class-balanced by the FM's "
+                    "pseudo-labels");
   command->add_option("--score", o.score, "routing score the jobs ship")
       ->capture_default_str()
       ->check(CLI::IsMember(route::score_names()));

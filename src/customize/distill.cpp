@@ -1,6 +1,7 @@
 #include "customize/distill.h"
 
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <random>
 
@@ -35,6 +36,27 @@ torch::Tensor view(const float* data, std::vector<int64_t> shape) {
 }  // namespace
 
 DistillParams distill_default_params() { return DistillParams{}; }
+
+std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels) {
+  std::map<int, size_t> per_class;
+  size_t labelled = 0;
+  for (int label : pseudo_labels) {
+    if (label == kNoLabel) continue;
+    if (label < 0) fail_expected("pseudo-label", "a pool index >= 0 or kNoLabel (-1)", std::to_string(label));
+    ++per_class[label];
+    ++labelled;
+  }
+  const auto n = static_cast<double>(pseudo_labels.size());
+  std::vector<double> weights(pseudo_labels.size(), 0.0);
+  for (size_t i = 0; i < pseudo_labels.size(); ++i) {
+    const int label = pseudo_labels[i];
+    weights[i] = label == kNoLabel
+                     ? 1.0 / n
+                     : static_cast<double>(labelled) / n / static_cast<double>(per_class.size()) /
+                           static_cast<double>(per_class[label]);
+  }
+  return weights;
+}
 
 std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n, int height,
                                        int width, size_t count, uint64_t seed) {
@@ -135,6 +157,12 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
   auto labels = torch::tensor(std::vector<int64_t>(set.pseudo_labels.begin(), set.pseudo_labels.end()));
   auto pool_t = view(pool.data(), {static_cast<int64_t>(pool.size()), d});
 
+  torch::Tensor draw_weights;  // defined with balance_classes
+  if (params.balance_classes) {
+    const auto w = class_balanced_weights(set.pseudo_labels);
+    draw_weights = torch::tensor(w, torch::kDouble);
+  }
+
   torch::optim::AdamW optimizer(net.body->parameters(),
                                 torch::optim::AdamWOptions(params.learning_rate)
                                     .weight_decay(params.weight_decay));
@@ -147,7 +175,8 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
   int64_t step = 0;
   net.body->train();
   for (int epoch = 1; epoch <= params.epochs; ++epoch) {
-    auto order = torch::randperm(n);
+    auto order = draw_weights.defined() ? torch::multinomial(draw_weights, n, /*replacement=*/true)
+                                        : torch::randperm(n);
     for (int64_t s = 0; s < steps_per_epoch; ++s, ++step) {
       double lr = params.learning_rate * 0.5 * (1 + std::cos(M_PI * step / total_steps));
       for (auto& group : optimizer.param_groups()) {
@@ -186,6 +215,7 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
   result.summary = {{"arch", params.arch}, {"epochs", params.epochs},      {"batch_size", params.batch_size},
                      {"learning_rate", params.learning_rate}, {"lambda", params.lambda},
                      {"temperature", params.temperature},     {"samples", n},
+                     {"balance_classes", params.balance_classes},
                      {"warm_start", params.warm_start},       {"seconds", result.seconds},
                      {"final_mse", mse_avg},                  {"final_info_nce", nce_avg}};
   result.student = std::make_shared<models::TorchEncoder>(std::move(net));

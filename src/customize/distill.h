@@ -25,6 +25,11 @@ struct DistillParams {
   double temperature = 0.07;  // tau of the InfoNCE term
   bool augment = true;        // random flip + shift of the student's input
   int max_shift = 2;          // pixels of that shift
+  // Class-balanced draws: each epoch draws its n samples with replacement, every labelled
+  // sample weighted by 1 / (samples of its pseudo-label), so each class present gets the same
+  // share of the labelled draws; unlabelled samples (synthetic outliers) keep their share.
+  // After a shift, a new class has a few dozen uploads against thousands of the old ones.
+  bool balance_classes = false;
   uint64_t seed = 1;
   std::string warm_start;     // a previous student artifact of the same architecture
   // Called after every optimizer step with (steps done, total steps); may throw to abort
@@ -32,6 +37,11 @@ struct DistillParams {
   std::function<void(int64_t, int64_t)> on_step;
 };
 DistillParams distill_default_params();
+
+// The per-sample draw weights of balance_classes (summing to 1): labelled samples share
+// (labelled / n) equally by class, then equally within their class; each unlabelled sample
+// (kNoLabel) gets 1 / n. Labels must be kNoLabel or >= 0 (throws Error otherwise).
+std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels);
 
 // Unlabeled samples as the cloud has them after upload: images and the FM's embeddings.
 inline constexpr int kNoLabel = -1;

@@ -53,9 +53,12 @@ struct ScenarioOptions {
   int job_epochs = 10;
   // How every job distills and routes: the InfoNCE weight (0: the student only imitates the
   // FM's embeddings, which keeps unseen classes apart from the seen ones), synthetic outliers
-  // per upload, and the routing score the artifact ships (docs/scenario.md).
+  // per upload, class balance, and the routing score the artifact ships (docs/scenario.md).
   double job_lambda = 0.0;
   double job_outliers = 0.5;
+  // Class-balanced draws by the FM's pseudo-labels (distill.h): a new class's few dozen
+  // uploads weigh as much as an old class's thousands.
+  bool job_balance = true;
   std::string score = "hybrid";
   int table_epochs = 2;
   double device_budget_ms = 0.0;        // the device's latency budget (0: none)
@@ -76,8 +79,9 @@ struct SelectionStudyInput {
 struct ScenarioHooks {
   // Rows {"strategy", "uploaded", "edge_accuracy", ...} plus anything else under "study".
   std::function<json(const SelectionStudyInput&)> selection;
-  // The FM's accuracy on the stream samples at `order` positions [from, to).
-  std::function<double(const data::Split& split, size_t samples, size_t from)> fm_accuracy;
+  // The FM's accuracy on the stream samples at these positions of the split's stream order
+  // (the answers' "id"s).
+  std::function<double(const data::Split& split, const std::vector<size_t>& positions)> fm_accuracy;
 };
 
 // A split by name ("default", "even") or from a JSON file.
@@ -99,6 +103,23 @@ std::vector<TimelineRow> build_timeline(const std::vector<json>& answers,
                                         const std::vector<json>& events,
                                         const std::vector<std::string>& unseen_classes,
                                         double window_s);
+
+// Where the loop's recovery is read: the full windows (at least half of rate * window_s
+// samples) answered mostly by the final model, except the window it arrived in, from the
+// shift window on; at least `min_windows` of them, else the last `min_windows` full windows.
+// `ids`: the answers' "id"s in those windows (for the FM's accuracy on the same samples).
+struct RecoveryPeriod {
+  double from_s = 0.0, to_s = 0.0;  // [from_s, to_s) of arrival time
+  size_t windows = 0, samples = 0;
+  std::string model_version;
+  bool final_model = false;  // false: the fallback (too few windows of the final model)
+  double edge_share = 0.0, accuracy = 0.0;
+  std::vector<size_t> ids;
+  json to_json() const;  // every field above except ids
+};
+RecoveryPeriod recovery_period(const std::vector<TimelineRow>& timeline,
+                               const std::vector<json>& answers, size_t shift_window,
+                               double window_s, double rate, size_t min_windows = 2);
 
 // Runs everything; writes the outputs; returns results.json's content.
 json run_scenario(const ScenarioOptions& options, const ScenarioHooks& hooks);

@@ -82,3 +82,50 @@ TEST(Distill, LearnsASyntheticTwoClassTask) {
   EXPECT_GT(out[8 + 1], out[8 + 0]);  // right image nearest "right"
   EXPECT_LT(result.final_mse, 0.5);
 }
+
+TEST(Distill, ClassBalancedWeightsGiveEachClassTheSameShare) {
+  // 6 samples: class 0 three times, class 1 once, two outliers (kNoLabel).
+  const auto w = class_balanced_weights({0, 0, 0, 1, kNoLabel, kNoLabel});
+  ASSERT_EQ(w.size(), 6u);
+  // Labelled draws are 4/6 of all; half of that per class, split within the class.
+  EXPECT_NEAR(w[0], 4.0 / 6.0 / 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(w[2], w[0], 1e-12);
+  EXPECT_NEAR(w[3], 4.0 / 6.0 / 2.0, 1e-12);
+  EXPECT_NEAR(w[4], 1.0 / 6.0, 1e-12);  // outliers keep their share
+  double sum = 0;
+  for (double x : w) sum += x;
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  EXPECT_THROW(class_balanced_weights({0, -2}), Error);
+  // Only outliers: uniform.
+  const auto u = class_balanced_weights({kNoLabel, kNoLabel});
+  EXPECT_NEAR(u[0], 0.5, 1e-12);
+}
+
+TEST(Distill, BalancedDrawsLearnARareClass) {
+  models::TextPool pool(8);
+  std::vector<float> a(8, 0), b(8, 0);
+  a[0] = 1;
+  b[1] = 1;
+  pool.set("common", a);
+  pool.set("rare", b);
+  DistillSet set;
+  for (int i = 0; i < 64; ++i) {
+    const bool rare = i % 32 == 0;  // 2 of 64
+    for (int r = 0; r < 28; ++r) {
+      for (int c = 0; c < 28; ++c) set.images.push_back((c < 14) == !rare ? 1.0f : 0.0f);
+    }
+    const auto& target = rare ? b : a;
+    set.fm_embeddings.insert(set.fm_embeddings.end(), target.begin(), target.end());
+    set.pseudo_labels.push_back(rare ? 1 : 0);
+  }
+  auto params = distill_default_params();
+  params.epochs = 6;
+  params.batch_size = 16;
+  params.augment = false;
+  params.balance_classes = true;
+  auto result = distill(set, pool, params);
+  EXPECT_EQ(result.summary["balance_classes"], true);
+  std::vector<float> out(8);
+  result.student->embed(set.images.data(), 1, out.data());  // sample 0 is rare
+  EXPECT_GT(out[1], out[0]);
+}

@@ -59,6 +59,12 @@ TEST(Scenario, OneCustomizationRoundOnAShortStream) {
   EXPECT_EQ(audited.at("trigger"), "drift");
   EXPECT_TRUE(audited.at("samples_to_detection").is_number());
   EXPECT_EQ(results["detection"][1].at("mode"), "no audit");
+  // Recovery is read over full windows against the FM on the same samples.
+  const json& targets = results.at("targets");
+  EXPECT_GE(targets.at("recovery_period").at("windows").get<size_t>(), 1u) << targets.dump();
+  EXPECT_GT(targets.at("recovery_period").at("samples").get<size_t>(), 0u);
+  EXPECT_TRUE(targets.at("fm_accuracy_final").is_number()) << targets.dump();
+  EXPECT_TRUE(targets.at("recovered").is_boolean());
   // Two budgets, two architecture rows.
   ASSERT_EQ(results.at("architecture").size(), 2u);
 
