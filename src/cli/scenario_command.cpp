@@ -28,6 +28,7 @@ struct ScenarioCommandOptions {
   int study_epochs = 8;
   size_t random_repeats = 2;
   bool no_study = false;
+  bool study_oracle = true;  // also the label oracle's reference rows
 };
 
 // The offline selection comparison and the FM's reference accuracy need the FM in-process.
@@ -69,7 +70,12 @@ edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
       p.budgets.push_back(static_cast<size_t>(share * static_cast<double>(post.size()) + 0.5));
     }
     p.random_repeats = c.random_repeats;
+    if (c.study_oracle) p.strategies.push_back(customize::kLabelOracle);
     p.distill.epochs = c.study_epochs;
+    // Each retraining distills as the scenario's jobs do.
+    p.distill.lambda = c.scenario.job_lambda;
+    p.distill.balance_classes = c.scenario.job_balance;
+    p.outliers = c.scenario.job_outliers;
     std::fprintf(stderr,
                  "[scenario] selection study: %zu history images, %zu post-shift, budgets",
                  history.size(), post.size());
@@ -236,6 +242,9 @@ void add_scenario_command(CLI::App& app) {
                       "selection study: random selection averaged over this many seeds")
       ->capture_default_str();
   command->add_flag("--no-study", c->no_study, "skip the offline selection study");
+  command->add_flag("!--no-study-oracle", c->study_oracle,
+                    "selection study: leave out the label oracle's reference rows (uploads drawn "
+                    "from the unseen classes by their true labels)");
   command->add_option("--token", o.token, "bearer token between edge and cloud");
   command->callback([c] { run_scenario_command(*c); });
 }

@@ -40,7 +40,9 @@ void validate(const SelectionStudyParams& params, const data::Dataset& post_shif
   if (params.strategies.empty()) {
     fail_expected("selection study strategies", "at least one strategy", "none");
   }
-  for (const auto& name : params.strategies) parse_selection_strategy(name);
+  for (const auto& name : params.strategies) {
+    if (name != kLabelOracle) parse_selection_strategy(name);
+  }
   for (size_t budget : params.budgets) {
     if (budget > post_shift.size()) {
       fail_expected("selection study budget", "at most the " + std::to_string(post_shift.size()) +
@@ -52,6 +54,9 @@ void validate(const SelectionStudyParams& params, const data::Dataset& post_shif
     }
   }
   if (params.random_repeats == 0) fail_expected("selection study random repeats", "at least 1", "0");
+  if (!(params.outliers >= 0.0 && params.outliers <= 10.0)) {
+    fail_expected("selection study outliers", "a share in [0, 10]", std::to_string(params.outliers));
+  }
   if (!(params.audit_share >= 0.0 && params.audit_share <= 1.0)) {
     fail_expected("selection study audit share", "a share in [0, 1]", std::to_string(params.audit_share));
   }
@@ -321,7 +326,8 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
   distill_params.warm_start = initial_student;
   distill_params.arch = student.encoder->arch();
 
-  // Pre-shift uploads plus the picked post-shift ones, as the cloud holds them.
+  // Pre-shift uploads plus the picked post-shift ones, as the cloud holds them, plus the
+  // synthetic outliers a job adds.
   auto cloud_set = [&](const std::vector<size_t>& picked) {
     DistillSet set;
     set.images = pre_images;
@@ -333,6 +339,11 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
       set.fm_embeddings.insert(set.fm_embeddings.end(), fm_post.embeddings.begin() + i * dim,
                                fm_post.embeddings.begin() + (i + 1) * dim);
       set.pseudo_labels.push_back(post_labels[i]);
+    }
+    if (params.outliers > 0.0 && set.size() >= 2) {
+      add_synthetic_outliers(fm, shape,
+                             static_cast<size_t>(params.outliers * static_cast<double>(set.size())),
+                             distill_params.seed + 100, set);
     }
     return set;
   };
@@ -435,8 +446,24 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
   budgets.erase(std::unique(budgets.begin(), budgets.end()), budgets.end());
   std::optional<Outcome> no_uploads;  // budget 0: the same retraining for every strategy
 
+  // The label oracle's pool: the post-shift samples of unseen classes.
+  std::vector<size_t> unseen_rows;
+  for (size_t i = 0; i < post_shift.size(); ++i) {
+    if (unseen.count(post_shift.labels[i])) unseen_rows.push_back(i);
+  }
+  auto oracle_picks = [&](size_t budget, uint64_t seed) {
+    const std::vector<float> flat(unseen_rows.size(), 0.0f);
+    std::vector<size_t> picked;
+    for (size_t j : select_for_upload(SelectionStrategy::random, flat, nullptr, edge_post.dim,
+                                      std::min(budget, unseen_rows.size()), seed, params.selection)) {
+      picked.push_back(unseen_rows[j]);
+    }
+    return picked;
+  };
+
   for (const auto& name : params.strategies) {
-    const auto strategy = parse_selection_strategy(name);
+    const bool oracle = name == kLabelOracle;
+    const auto strategy = oracle ? SelectionStrategy::random : parse_selection_strategy(name);
     for (size_t budget : budgets) {
       SelectionRow row;
       row.strategy = name;
@@ -452,6 +479,8 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
         if (budget == 0) {
           if (!no_uploads) no_uploads = retrain({}, t0);
           outcome = *no_uploads;
+        } else if (oracle) {
+          outcome = retrain(oracle_picks(budget, params.seed + r), t0);
         } else if (strategy == SelectionStrategy::margin_diversity) {
           outcome = retrain(select_history_aware(budget, params.seed + r), t0);
         } else {

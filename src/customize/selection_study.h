@@ -27,7 +27,14 @@
 
 namespace edgefm::customize {
 
+// Not a strategy an edge could run: a reference that draws its uploads uniformly from the
+// post-shift samples whose TRUE label is an unseen class (the most any selection could find of
+// the new classes), seeded like random and retrained the same way. Listed in `strategies`, it
+// gives rows that show how much room selection has at each budget.
+inline constexpr const char* kLabelOracle = "label_oracle";
+
 struct SelectionStudyParams {
+  // Selection strategies (select.h), and kLabelOracle for the reference rows.
   std::vector<std::string> strategies = {"random", "lowest_margin", "margin_diversity"};
   // Upload counts to compare (e.g. 1 %, 2 %, 5 % of the post-shift stream). 0 is allowed: the
   // retraining on the pre-shift set alone, computed once and reported for every strategy.
@@ -36,6 +43,9 @@ struct SelectionStudyParams {
   // Epochs etc. of each retraining. The study sets warm_start (the initial student) and arch
   // (the initial student's architecture, which a warm start needs).
   DistillParams distill = distill_default_params();
+  // Synthetic outliers per training image in each retraining, as the service's jobs add them
+  // (customize/job.h add_synthetic_outliers; 0: none).
+  double outliers = 0.0;
   SelectionParams selection;  // candidate_factor of margin_diversity
   // The edge's ranking score: empty = the routing score in the student's meta (the margin when
   // the meta has none); otherwise a route::score_names() name that needs no fit ("margin").
