@@ -148,6 +148,27 @@ TEST(SelectionStudy, UploadsOfUnseenClassesImproveTheEdgeModel) {
   EXPECT_GT(some.edge_accuracy, none.edge_accuracy + 0.05);
 }
 
+// The label oracle's rows take only unseen-class samples; the jobs' recipe (imitation only,
+// synthetic outliers, class-balanced draws) retrains as well.
+TEST(SelectionStudy, LabelOracleUploadsOnlyUnseenClassesWithTheJobsRecipe) {
+  auto params = quick_params({60});
+  params.strategies = {"random", kLabelOracle};
+  params.distill.lambda = 0.0;
+  params.distill.balance_classes = true;
+  params.outliers = 0.5;
+  auto study = run(params);
+  ASSERT_EQ(study.rows.size(), 2u);
+  EXPECT_EQ(study.rows[1].strategy, "label_oracle");
+  EXPECT_EQ(study.rows[1].uploaded, 60u);
+  EXPECT_DOUBLE_EQ(study.rows[1].unseen_share, 1.0);
+  EXPECT_LT(study.rows[0].unseen_share, 0.8);
+  for (int label = 0; label < 10; ++label) {
+    const bool unseen = std::count(study_data().unseen.begin(), study_data().unseen.end(), label) > 0;
+    if (!unseen) EXPECT_EQ(study.rows[1].uploads_per_label[static_cast<size_t>(label)], 0.0) << label;
+  }
+  EXPECT_GT(study.rows[1].edge_accuracy, study.initial_accuracy);
+}
+
 // margin_diversity's options: rounds keep the budget; without audits it is deterministic (one
 // repeat), and each option changes what it picks.
 TEST(SelectionStudy, MarginDiversityOptionsKeepTheBudget) {
@@ -228,6 +249,9 @@ TEST(SelectionStudy, RejectsBadInputs) {
   auto bad_audit = quick_params({10});
   bad_audit.audit_share = 1.5;
   EXPECT_THROW(call(bad_audit, fixture_fm(), d.post_shift), Error);
+  auto bad_outliers = quick_params({10});
+  bad_outliers.outliers = -1;
+  EXPECT_THROW(call(bad_outliers, fixture_fm(), d.post_shift), Error);
   auto no_repeats = quick_params({10});
   no_repeats.random_repeats = 0;
   EXPECT_THROW(call(no_repeats, fixture_fm(), d.post_shift), Error);
