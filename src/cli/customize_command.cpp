@@ -109,8 +109,11 @@ void add_customize_command(CLI::App& app) {
   c->add_option("--lr", p.distill.learning_rate, "Peak learning rate (AdamW, cosine)")->capture_default_str();
   c->add_option("--lambda", p.distill.lambda, "Weight of the InfoNCE term")->capture_default_str();
   c->add_option("--tau", p.distill.temperature, "InfoNCE temperature")->capture_default_str();
-  c->add_flag("--balance", p.distill.balance_classes,
-              "Class-balanced draws: every pseudo-class weighs the same in each epoch");
+  c->add_option("--balance", p.distill.balance,
+                "Class balance of the draws, an exponent in [0, 1]: a pseudo-class of n uploads "
+                "weighs n^(1 - balance) (1: every class the same; 0: as uploaded)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   c->add_option("--outliers", p.outlier_share,
                 "Synthetic outliers per uploaded image (spliced/shuffled/blended uploads the FM "
                 "embeds; the student imitates them with MSE only)")

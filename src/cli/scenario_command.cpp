@@ -74,7 +74,7 @@ edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
     p.distill.epochs = c.study_epochs;
     // Each retraining distills as the scenario's jobs do.
     p.distill.lambda = c.scenario.job_lambda;
-    p.distill.balance_classes = c.scenario.job_balance;
+    p.distill.balance = c.scenario.job_balance;
     p.outliers = c.scenario.job_outliers;
     std::fprintf(stderr,
                  "[scenario] selection study: %zu history images, %zu post-shift, budgets",
@@ -218,9 +218,11 @@ void add_scenario_command(CLI::App& app) {
                       "synthetic outliers per upload in each job (imitated with MSE only)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10.0));
-  command->add_flag("!--no-job-balance", o.job_balance,
-                    "train each job on the uploads as they come, not class-balanced by the FM's "
-                    "pseudo-labels");
+  command->add_option("--job-balance", o.job_balance,
+                      "class balance of each job's draws by the FM's pseudo-labels, an exponent "
+                      "in [0, 1] (1: every class the same; 0: as uploaded)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   command->add_option("--score", o.score, "routing score the jobs ship")
       ->capture_default_str()
       ->check(CLI::IsMember(route::score_names()));

@@ -37,7 +37,10 @@ torch::Tensor view(const float* data, std::vector<int64_t> shape) {
 
 DistillParams distill_default_params() { return DistillParams{}; }
 
-std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels) {
+std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels, double exponent) {
+  if (!(exponent >= 0.0 && exponent <= 1.0)) {
+    fail_expected("class balance", "an exponent in [0, 1]", std::to_string(exponent));
+  }
   std::map<int, size_t> per_class;
   size_t labelled = 0;
   for (int label : pseudo_labels) {
@@ -47,13 +50,17 @@ std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels
     ++labelled;
   }
   const auto n = static_cast<double>(pseudo_labels.size());
+  // Each labelled sample's raw weight is count^-exponent; the labelled ones share labelled / n.
+  double raw_total = 0.0;
+  for (const auto& [label, count] : per_class) {
+    raw_total += std::pow(static_cast<double>(count), 1.0 - exponent);
+  }
   std::vector<double> weights(pseudo_labels.size(), 0.0);
   for (size_t i = 0; i < pseudo_labels.size(); ++i) {
     const int label = pseudo_labels[i];
-    weights[i] = label == kNoLabel
-                     ? 1.0 / n
-                     : static_cast<double>(labelled) / n / static_cast<double>(per_class.size()) /
-                           static_cast<double>(per_class[label]);
+    weights[i] = label == kNoLabel ? 1.0 / n
+                                   : static_cast<double>(labelled) / n / raw_total *
+                                         std::pow(static_cast<double>(per_class[label]), -exponent);
   }
   return weights;
 }
@@ -157,9 +164,9 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
   auto labels = torch::tensor(std::vector<int64_t>(set.pseudo_labels.begin(), set.pseudo_labels.end()));
   auto pool_t = view(pool.data(), {static_cast<int64_t>(pool.size()), d});
 
-  torch::Tensor draw_weights;  // defined with balance_classes
-  if (params.balance_classes) {
-    const auto w = class_balanced_weights(set.pseudo_labels);
+  torch::Tensor draw_weights;  // defined with a class balance above 0
+  if (params.balance > 0.0) {
+    const auto w = class_balanced_weights(set.pseudo_labels, params.balance);
     draw_weights = torch::tensor(w, torch::kDouble);
   }
 
@@ -215,7 +222,7 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
   result.summary = {{"arch", params.arch}, {"epochs", params.epochs},      {"batch_size", params.batch_size},
                      {"learning_rate", params.learning_rate}, {"lambda", params.lambda},
                      {"temperature", params.temperature},     {"samples", n},
-                     {"balance_classes", params.balance_classes},
+                     {"balance", params.balance},
                      {"warm_start", params.warm_start},       {"seconds", result.seconds},
                      {"final_mse", mse_avg},                  {"final_info_nce", nce_avg}};
   result.student = std::make_shared<models::TorchEncoder>(std::move(net));

@@ -25,11 +25,13 @@ struct DistillParams {
   double temperature = 0.07;  // tau of the InfoNCE term
   bool augment = true;        // random flip + shift of the student's input
   int max_shift = 2;          // pixels of that shift
-  // Class-balanced draws: each epoch draws its n samples with replacement, every labelled
-  // sample weighted by 1 / (samples of its pseudo-label), so each class present gets the same
-  // share of the labelled draws; unlabelled samples (synthetic outliers) keep their share.
-  // After a shift, a new class has a few dozen uploads against thousands of the old ones.
-  bool balance_classes = false;
+  // Class balance of the draws, an exponent in [0, 1]: above 0, each epoch draws its n samples
+  // with replacement, every labelled sample weighted by (samples of its pseudo-label)^-balance,
+  // so 1 gives each class present the same share of the labelled draws and 0.5 the square root
+  // of its size; unlabelled samples (synthetic outliers) keep their share. After a shift, a new
+  // class has a few dozen uploads against thousands of the old ones; full balance also blows up
+  // the handful of images the FM gives a class the device never showed (class_balanced_weights).
+  double balance = 0.0;
   uint64_t seed = 1;
   std::string warm_start;     // a previous student artifact of the same architecture
   // Called after every optimizer step with (steps done, total steps); may throw to abort
@@ -38,10 +40,11 @@ struct DistillParams {
 };
 DistillParams distill_default_params();
 
-// The per-sample draw weights of balance_classes (summing to 1): labelled samples share
-// (labelled / n) equally by class, then equally within their class; each unlabelled sample
-// (kNoLabel) gets 1 / n. Labels must be kNoLabel or >= 0 (throws Error otherwise).
-std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels);
+// The per-sample draw weights of DistillParams::balance (summing to 1): labelled samples share
+// (labelled / n) in proportion to count(class)^(1 - exponent) per class, equally within their
+// class; each unlabelled sample (kNoLabel) gets 1 / n. Exponent 0: uniform; 1: every class the
+// same share. Labels must be kNoLabel or >= 0 and the exponent in [0, 1] (throws Error).
+std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels, double exponent = 1.0);
 
 // Unlabeled samples as the cloud has them after upload: images and the FM's embeddings.
 inline constexpr int kNoLabel = -1;

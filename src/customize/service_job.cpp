@@ -120,12 +120,7 @@ ServiceJobRequest ServiceJobRequest::parse(const json& request, const models::Fo
   out.distill.lambda = number_in(request, "lambda", 0.0, 1e6, false, out.distill.lambda);
   out.distill.temperature = number_in(request, "temperature", 0.0, 100.0, true, out.distill.temperature);
   out.outliers = number_in(request, "outliers", 0.0, 10.0, false, 0.0);
-  if (request.contains("balance")) {
-    if (!request["balance"].is_boolean()) {
-      fail_expected("job request field 'balance'", "true or false", request["balance"].dump());
-    }
-    out.distill.balance_classes = request["balance"].get<bool>();
-  }
+  out.distill.balance = number_in(request, "balance", 0.0, 1.0, false, 0.0);
   if (request.contains("score")) {
     if (!request["score"].is_string()) {
       fail_expected("job request field 'score'", "a score name", request["score"].dump());
@@ -293,7 +288,7 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
                     {"holdout_samples", held_labels.size()},
                     {"epochs", request.distill.epochs},
                     {"table_epochs", request.table_epochs},
-                    {"balance", request.distill.balance_classes},
+                    {"balance", request.distill.balance},
                     {"seconds", seconds}};
     json meta = {{"version", job.version},
                  {"score", route::score_to_json(*score)},

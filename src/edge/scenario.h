@@ -56,9 +56,9 @@ struct ScenarioOptions {
   // per upload, class balance, and the routing score the artifact ships (docs/scenario.md).
   double job_lambda = 0.0;
   double job_outliers = 0.5;
-  // Class-balanced draws by the FM's pseudo-labels (distill.h): a new class's few dozen
-  // uploads weigh as much as an old class's thousands.
-  bool job_balance = true;
+  // Class balance of the draws by the FM's pseudo-labels (distill.h, an exponent): a new
+  // class's few dozen uploads weigh more against an old class's thousands.
+  double job_balance = 0.5;
   std::string score = "hybrid";
   int table_epochs = 2;
   double device_budget_ms = 0.0;        // the device's latency budget (0: none)

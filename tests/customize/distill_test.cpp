@@ -96,6 +96,17 @@ TEST(Distill, ClassBalancedWeightsGiveEachClassTheSameShare) {
   for (double x : w) sum += x;
   EXPECT_NEAR(sum, 1.0, 1e-12);
   EXPECT_THROW(class_balanced_weights({0, -2}), Error);
+  EXPECT_THROW(class_balanced_weights({0, 1}, 1.5), Error);
+  // Exponent 0.5: class shares in proportion to sqrt(count): 3 -> sqrt 3, 1 -> 1.
+  const auto half = class_balanced_weights({0, 0, 0, 1, kNoLabel, kNoLabel}, 0.5);
+  const double share0 = 4.0 / 6.0 * std::sqrt(3.0) / (std::sqrt(3.0) + 1.0);
+  EXPECT_NEAR(half[0], share0 / 3.0, 1e-12);
+  EXPECT_NEAR(half[3], 4.0 / 6.0 - share0, 1e-12);
+  EXPECT_NEAR(half[4], 1.0 / 6.0, 1e-12);
+  // Exponent 0: every sample the same.
+  for (double x : class_balanced_weights({0, 0, 0, 1, kNoLabel, kNoLabel}, 0.0)) {
+    EXPECT_NEAR(x, 1.0 / 6.0, 1e-12);
+  }
   // Only outliers: uniform.
   const auto u = class_balanced_weights({kNoLabel, kNoLabel});
   EXPECT_NEAR(u[0], 0.5, 1e-12);
@@ -125,9 +136,9 @@ TEST(Distill, BalancedDrawsLearnARareClassBetter) {
     params.epochs = 1;  // 4 steps: drawn as they come, the rare image is seen once at most
     params.batch_size = 16;
     params.augment = false;
-    params.balance_classes = balance;
+    params.balance = balance ? 1.0 : 0.0;
     auto result = distill(set, pool, params);
-    EXPECT_EQ(result.summary["balance_classes"], balance);
+    EXPECT_EQ(result.summary["balance"], params.balance);
     std::vector<float> out(8);
     result.student->embed(set.images.data(), 1, out.data());  // sample 0 is rare
     return out[1] - out[0];

@@ -154,7 +154,7 @@ TEST(SelectionStudy, LabelOracleUploadsOnlyUnseenClassesWithTheJobsRecipe) {
   auto params = quick_params({60});
   params.strategies = {"random", kLabelOracle};
   params.distill.lambda = 0.0;
-  params.distill.balance_classes = true;
+  params.distill.balance = 0.5;
   params.outliers = 0.5;
   auto study = run(params);
   ASSERT_EQ(study.rows.size(), 2u);

@@ -97,8 +97,9 @@ TEST(ServiceJob, RequestValidationNamesTheProblem) {
             std::string::npos);
   EXPECT_NE(message({{"profile", profile}, {"score", "vibes"}}).find("'vibes'"), std::string::npos);
   EXPECT_NE(message({{"profile", profile}, {"outliers", -1}}).find("'outliers'"), std::string::npos);
-  EXPECT_NE(message({{"profile", profile}, {"balance", 1}}).find("'balance'"), std::string::npos);
-  EXPECT_EQ(message({{"profile", profile}, {"balance", true}}), "accepted");
+  EXPECT_NE(message({{"profile", profile}, {"balance", 1.5}}).find("'balance'"), std::string::npos);
+  EXPECT_NE(message({{"profile", profile}, {"balance", "yes"}}).find("'balance'"), std::string::npos);
+  EXPECT_EQ(message({{"profile", profile}, {"balance", 0.5}}), "accepted");
   EXPECT_NE(message({{"profile", profile}, {"budget", {{"latency_ms", -1}}}}).find("latency_ms"),
             std::string::npos);
   EXPECT_NE(message({{"profile", profile}, {"budget", {{"memory_mb", 1}}}}).find("none that fits"),
@@ -251,7 +252,7 @@ TEST(ServiceJob, EndToEndCustomizationRoundThroughHttp) {
   request["outliers"] = 0.5;
   request["lambda"] = 0.0;
   request["score"] = "mahalanobis";
-  request["balance"] = true;
+  request["balance"] = 0.5;
   json second = client.wait_for_job(client.submit_job("cam", request)["id"], 120, 0.05);
   ASSERT_EQ(second["state"], "done") << second.dump(2);
   EXPECT_EQ(second["version"], 2);
@@ -259,7 +260,7 @@ TEST(ServiceJob, EndToEndCustomizationRoundThroughHttp) {
   EXPECT_EQ(second["result"]["summary"]["warm_start"].get<bool>(), arch == "tiny-cnn");
   const json second_summary = second["result"]["summary"];
   EXPECT_EQ(second_summary["outliers"].get<size_t>(), second_summary["train_samples"].get<size_t>() / 2);
-  EXPECT_TRUE(second_summary["balance"].get<bool>());
+  EXPECT_DOUBLE_EQ(second_summary["balance"].get<double>(), 0.5);
   (void)client.download_artifact("cam", 2, dir / "edge" / "model-v2.pt");
   auto second_student = models::load_student(dir / "edge" / "model-v2.pt");
   EXPECT_EQ(second_student.meta["score"]["name"], "mahalanobis");
