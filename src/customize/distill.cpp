@@ -1,8 +1,8 @@
 #include "customize/distill.h"
 
 #include <chrono>
-#include <map>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "common/error.h"
