@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "common/error.h"
 #include "customize/distill.h"
@@ -52,23 +53,33 @@ TEST(Distill, RejectsEmptyAndMismatchedSets) {
 
 // Distillation really moves the student towards the FM: on a tiny synthetic task (two
 // patterns, two pool vectors) the trained student classifies both correctly.
-TEST(Distill, LearnsASyntheticTwoClassTask) {
-  models::TextPool pool(8);
+// 64 images of 28 x 28 lit on the left half (pool vector "left", e_0) or, where right(i), on
+// the right half ("right", e_1), with those vectors as the FM's embeddings.
+struct HalvesTask {
+  models::TextPool pool{8};
+  DistillSet set;
+};
+HalvesTask halves_task(const std::function<bool(int)>& right) {
+  HalvesTask task;
   std::vector<float> a(8, 0), b(8, 0);
   a[0] = 1;
   b[1] = 1;
-  pool.set("left", a);
-  pool.set("right", b);
-  DistillSet set;
+  task.pool.set("left", a);
+  task.pool.set("right", b);
   for (int i = 0; i < 64; ++i) {
-    bool left = i % 2 == 0;
+    const bool left = !right(i);
     for (int r = 0; r < 28; ++r) {
-      for (int c = 0; c < 28; ++c) set.images.push_back((c < 14) == left ? 1.0f : 0.0f);
+      for (int c = 0; c < 28; ++c) task.set.images.push_back((c < 14) == left ? 1.0f : 0.0f);
     }
     const auto& target = left ? a : b;
-    set.fm_embeddings.insert(set.fm_embeddings.end(), target.begin(), target.end());
-    set.pseudo_labels.push_back(left ? 0 : 1);
+    task.set.fm_embeddings.insert(task.set.fm_embeddings.end(), target.begin(), target.end());
+    task.set.pseudo_labels.push_back(left ? 0 : 1);
   }
+  return task;
+}
+
+TEST(Distill, LearnsASyntheticTwoClassTask) {
+  const auto [pool, set] = halves_task([](int i) { return i % 2 == 1; });
   auto params = distill_default_params();
   params.epochs = 10;
   params.batch_size = 16;
@@ -113,24 +124,9 @@ TEST(Distill, ClassBalancedWeightsGiveEachClassTheSameShare) {
 }
 
 TEST(Distill, BalancedDrawsLearnARareClassBetter) {
-  models::TextPool pool(8);
-  std::vector<float> a(8, 0), b(8, 0);
-  a[0] = 1;
-  b[1] = 1;
-  pool.set("common", a);
-  pool.set("rare", b);
-  DistillSet set;
-  for (int i = 0; i < 64; ++i) {
-    const bool rare = i == 0;  // 1 of 64
-    for (int r = 0; r < 28; ++r) {
-      for (int c = 0; c < 28; ++c) set.images.push_back((c < 14) == !rare ? 1.0f : 0.0f);
-    }
-    const auto& target = rare ? b : a;
-    set.fm_embeddings.insert(set.fm_embeddings.end(), target.begin(), target.end());
-    set.pseudo_labels.push_back(rare ? 1 : 0);
-  }
-  // Similarity of a rare image's embedding to "rare", after training with or without balance
-  // (same seed, same steps).
+  const auto [pool, set] = halves_task([](int i) { return i == 0; });  // 1 of 64 is "right"
+  // Similarity of the rare image's embedding to "right" minus "left", after training with or
+  // without balance (same seed, same steps).
   auto rare_similarity = [&](bool balance) {
     auto params = distill_default_params();
     params.epochs = 1;  // 4 steps: drawn as they come, the rare image is seen once at most
@@ -140,11 +136,11 @@ TEST(Distill, BalancedDrawsLearnARareClassBetter) {
     auto result = distill(set, pool, params);
     EXPECT_EQ(result.summary["balance"], params.balance);
     std::vector<float> out(8);
-    result.student->embed(set.images.data(), 1, out.data());  // sample 0 is rare
+    result.student->embed(set.images.data(), 1, out.data());  // sample 0 is the rare one
     return out[1] - out[0];
   };
   const double balanced = rare_similarity(true);
   const double drawn_as_they_come = rare_similarity(false);
   EXPECT_GT(balanced, drawn_as_they_come);
-  EXPECT_GT(balanced, 0.0);  // nearer "rare" than "common"
+  EXPECT_GT(balanced, 0.0);  // nearer "right" than "left"
 }
