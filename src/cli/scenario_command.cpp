@@ -1,6 +1,5 @@
 // edgefm scenario: the open-set scenario, live (edge/scenario.h, docs/scenario.md).
 #include <atomic>
-#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -35,19 +34,14 @@ struct ScenarioCommandOptions {
 edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
                                std::shared_ptr<models::FoundationModel> fm) {
   edge::ScenarioHooks hooks;
-  hooks.fm_accuracy = [fm](const data::Split& split, const std::vector<size_t>& positions) {
+  hooks.fm_correct = [fm](const data::Split& split, size_t samples) {
     const data::Dataset test =
         data::load_dataset(data::fashion_mnist_description(), data::Part::test);
-    const std::vector<size_t> order = data::stream_order(test, split);
-    std::vector<size_t> indices;
-    for (size_t p : positions) {
-      if (p < order.size()) indices.push_back(order[p]);
-    }
-    if (indices.empty()) return std::nan("");
-    const data::Dataset part = test.subset(indices);
+    std::vector<size_t> order = data::stream_order(test, split);
+    if (order.size() > samples) order.resize(samples);
+    const data::Dataset part = test.subset(order);
     const customize::Embedded e = customize::embed_dataset(*fm->image, fm->pool, part);
-    return customize::fraction_correct(customize::correct_predictions(
-        e, customize::pool_to_label(fm->pool, part), part.labels));
+    return customize::correct_predictions(e, customize::pool_to_label(fm->pool, part), part.labels);
   };
   if (c.no_study) return hooks;
   hooks.selection = [c, fm](const edge::SelectionStudyInput& in) {

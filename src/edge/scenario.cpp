@@ -572,11 +572,21 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
         main_timeline = timeline;
         main_shift_window = static_cast<size_t>(static_cast<double>(o.shift_at) / o.rate / o.window_s);
         main_recovery = recovery_period(timeline, answers, main_shift_window, o.window_s, o.rate);
-        if (hooks.fm_accuracy) {
+        if (hooks.fm_correct) {
+          const std::vector<bool> fm = hooks.fm_correct(split, samples);
+          auto accuracy = [&](const std::vector<size_t>& positions) {
+            size_t n = 0, correct = 0;
+            for (size_t p : positions) {
+              if (p >= fm.size()) continue;
+              ++n;
+              correct += fm[p];
+            }
+            return n ? static_cast<double>(correct) / static_cast<double>(n) : std::nan("");
+          };
           std::vector<size_t> after_shift;
           for (size_t i = o.shift_at; i < samples; ++i) after_shift.push_back(i);
-          main_fm_accuracy = hooks.fm_accuracy(split, after_shift);
-          if (!main_recovery.ids.empty()) main_fm_recovery = hooks.fm_accuracy(split, main_recovery.ids);
+          main_fm_accuracy = accuracy(after_shift);
+          main_fm_recovery = accuracy(main_recovery.ids);
         }
       }
     }

@@ -79,9 +79,9 @@ struct SelectionStudyInput {
 struct ScenarioHooks {
   // Rows {"strategy", "uploaded", "edge_accuracy", ...} plus anything else under "study".
   std::function<json(const SelectionStudyInput&)> selection;
-  // The FM's accuracy on the stream samples at these positions of the split's stream order
-  // (the answers' "id"s).
-  std::function<double(const data::Split& split, const std::vector<size_t>& positions)> fm_accuracy;
+  // Whether the FM answers each of the first `samples` of the split's stream order correctly
+  // (indexed by position, the answers' "id"s).
+  std::function<std::vector<bool>(const data::Split& split, size_t samples)> fm_correct;
 };
 
 // A split by name ("default", "even") or from a JSON file.
