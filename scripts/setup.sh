@@ -9,6 +9,9 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
   libsqlite3-dev zlib1g-dev libssl-dev prometheus-cpp-dev
   libeigen3-dev                        # header-only linear algebra (the mahalanobis score)
+  libpng-dev libjpeg62-turbo-dev       # image decoding (image-folder data sets)
+  libsndfile1-dev libsamplerate0-dev libfftw3-dev  # audio decoding, resampling, log-mel
+  espeak-ng sox                        # the synthesized keywords data set
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist gnuplot-nox
 )
