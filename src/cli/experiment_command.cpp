@@ -54,7 +54,7 @@ void add_experiment_command(CLI::App& app) {
       ->delimiter(',');
   command->add_option("--trace-dir", o.trace_dir,
                       "folder of the bundled traces (default: $EDGEFM_TRACE_DIR, else "
-                      "../shared/data/net-traces)");
+                      "data/net-traces in the working folder or the source tree)");
   command->add_option("--policies", o.policies, "policies to compare, comma-separated")
       ->delimiter(',')
       ->check(CLI::IsMember(edge::policy_names()))

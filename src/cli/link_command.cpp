@@ -216,7 +216,7 @@ void add_link_command(CLI::App& app) {
   command->add_option("--uplink-trace", options->uplink_trace,
                       "Mahimahi trace for edge -> cloud: one millisecond timestamp a line, each a "
                       "1500-byte packet opportunity; repeats at its end (e.g. "
-                      "../shared/data/net-traces/Verizon-LTE-short.up)")
+                      "data/net-traces/Verizon-LTE-short.up)")
       ->required()
       ->check(CLI::ExistingFile);
   command->add_option("--downlink-trace", options->downlink_trace,

@@ -147,8 +147,8 @@ void add_scenario_command(CLI::App& app) {
   command->add_option("--trace", o.trace, "uplink trace: a file or a name in --trace-dir")
       ->capture_default_str();
   command->add_option("--trace-dir", o.trace_dir,
-                      "folder of the bundled traces (default: $EDGEFM_TRACE_DIR or "
-                      "../shared/data/net-traces)");
+                      "folder of the bundled traces (default: $EDGEFM_TRACE_DIR, else "
+                      "data/net-traces in the working folder or the source tree)");
   command->add_option("--delay-ms", o.delay_ms, "one-way delay of the link")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -105,12 +105,8 @@ double measure_service_time_ms(cloud::OipClient& client, const models::ImageShap
 
 std::string default_trace_dir() {
   if (const char* env = std::getenv("EDGEFM_TRACE_DIR"); env != nullptr && *env != '\0') return env;
-  if (fs::is_directory("../shared/data/net-traces")) return "../shared/data/net-traces";
-#ifdef EDGEFM_DEFAULT_TRACE_DIR
+  if (fs::is_directory("data/net-traces")) return "data/net-traces";
   return EDGEFM_DEFAULT_TRACE_DIR;
-#else
-  return "../shared/data/net-traces";
-#endif
 }
 
 json LappDerivation::to_json() const {

@@ -44,8 +44,8 @@ ExperimentOptions experiment_default_options();
 double measure_service_time_ms(cloud::OipClient& client, const models::ImageShape& shape,
                                int calls = 35);
 
-// Where the bundled traces are: $EDGEFM_TRACE_DIR, ../shared/data/net-traces (from the
-// working directory), or the folder next to the source tree this program was built from.
+// Where the bundled traces are: $EDGEFM_TRACE_DIR, data/net-traces (from the working
+// directory), or data/net-traces in the source tree this program was built from.
 std::string default_trace_dir();
 
 // The latency budget that binds: at the nominal network (RTT = 2 x delay, the nominal
