@@ -38,6 +38,7 @@ struct BenchOptions {
   std::string fm_path;
   std::string fm_torchscript;
   std::string fm_pool;
+  std::string fm_spec;
   std::string device = "cpu";
   std::vector<int> concurrency = {1, 4, 16, 32};
   int images_per_request = 1;
@@ -79,7 +80,9 @@ models::FoundationModel load_model(const BenchOptions& o, std::string& descripti
     // The reference FM's forward runs on --device (the weights are moved there at load).
     auto fm = o.fm_torchscript.empty()
                   ? models::load_foundation_model(o.fm_path, o.device)
-                  : models::load_torchscript_foundation_model(o.fm_torchscript, o.fm_pool);
+                  : models::load_torchscript_foundation_model(
+                        o.fm_torchscript, o.fm_pool,
+                        data::spec_from_json(read_json_file(o.fm_spec), "--fm-spec"));
     description = fm.version;
     return fm;
 #else
@@ -271,6 +274,7 @@ int main(int argc, char** argv) {
                                     "linear stand-in encoder");
   app.add_option("--fm-torchscript", o.fm_torchscript, "a TorchScript FM instead (needs --fm-pool)");
   app.add_option("--fm-pool", o.fm_pool, "embedding-pool JSON of --fm-torchscript");
+  app.add_option("--fm-spec", o.fm_spec, "sample spec JSON of --fm-torchscript");
   app.add_option("--device", o.device, "where the FM runs (reported; passed to the server)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));

@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
                       {"machine", machine}});
     }
   };
-  for (const auto& spec : models::edge_architectures()) bench(*models::make_edge_model(spec.name, 128));
+  for (const auto& spec : models::edge_architectures()) bench(*models::make_edge_model(spec.name, data::default_image_spec(), 128));
   if (std::filesystem::exists(fm_path)) {
     bench(*models::load_foundation_model(fm_path).image);
   } else {

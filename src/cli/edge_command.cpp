@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@ struct EdgeCommandOptions {
   size_t samples = 0;
   std::string data_path;
   std::string images, labels;
+  std::string input;  // unlabelled: a folder of sample files, or "-" for paths on stdin
   std::string split_path;
   std::string log_path;
   std::string json_path;
@@ -87,7 +89,14 @@ struct EdgeCommandOptions {
 };
 
 
-data::Dataset load_stream_dataset(const EdgeCommandOptions& o) {
+// The replayed stream: --input DIR (unlabelled), --images/--labels, or the data set's test part.
+data::Dataset load_stream_dataset(const EdgeCommandOptions& o, const data::SampleSpec& spec) {
+  if (!o.input.empty()) {
+    if (!o.images.empty() || !o.labels.empty() || !o.data_path.empty()) {
+      throw Error("--input takes the place of --data and --images/--labels: give one stream");
+    }
+    return data::load_unlabelled_folder(o.input, spec, /*skip_bad=*/true);
+  }
   const data::DatasetDescription description =
       o.data_path.empty() ? data::fashion_mnist_description() : data::load_description(o.data_path);
   if (!o.images.empty() || !o.labels.empty()) {
@@ -176,12 +185,30 @@ void run_edge(const EdgeCommandOptions& o) {
                                                               (options.policy == edge::Policy::fixed &&
                                                                std::isnan(o.threshold)));
   const std::string model_version = model.version;
-  data::Dataset dataset = load_stream_dataset(o);
-  data::Split split = o.split_path.empty() ? data::default_split() : data::load_split(o.split_path);
-  data::check_split(split, static_cast<int>(dataset.class_names.size()));
-  std::vector<size_t> order = data::stream_order(dataset, split);
-  if (o.samples > 0 && o.samples < order.size()) order.resize(o.samples);
-  if (order.empty()) throw Error("edge: the stream has no samples");
+  const data::SampleSpec spec = model.encoder->spec();
+  // From standard input the stream is live: answers go to stdout as JSON lines, the summary
+  // to stderr.
+  const bool from_stdin = o.input == "-";
+  std::FILE* report = from_stdin ? stderr : stdout;
+  data::Dataset dataset;
+  std::vector<size_t> order;
+  if (!from_stdin) {
+    dataset = load_stream_dataset(o, spec);
+    data::check_same_spec(spec, "the student", dataset.spec, "the stream");
+    for (const auto& bad : dataset.skipped) std::fprintf(stderr, "[edge] skipped %s\n", bad.c_str());
+    if (o.input.empty()) {
+      data::Split split = o.split_path.empty() ? data::default_split() : data::load_split(o.split_path);
+      data::check_split(split, static_cast<int>(dataset.class_names.size()));
+      order = data::stream_order(dataset, split);
+    } else {
+      order.resize(dataset.size());
+      std::iota(order.begin(), order.end(), size_t{0});
+    }
+    if (o.samples > 0 && o.samples < order.size()) order.resize(o.samples);
+    if (order.empty()) throw Error("edge: the stream has no samples");
+  }
+  std::mutex files_mutex;
+  std::vector<std::string> stdin_files;  // path of each sample fed from stdin, by id
 
   std::unique_ptr<std::ofstream> log;
   if (!o.log_path.empty()) {
@@ -194,7 +221,17 @@ void run_edge(const EdgeCommandOptions& o) {
   answers.reserve(order.size());
   auto sink = [&](const edge::Answer& a) {
     answers.push_back(a);
-    if (log) *log << edge::answer_to_json(a).dump() << '\n';
+    if (!log && !from_stdin) return;
+    json line = edge::answer_to_json(a);
+    if (from_stdin) {
+      std::lock_guard<std::mutex> lock(files_mutex);
+      line["file"] = a.id < stdin_files.size() ? stdin_files[a.id] : "";
+      std::printf("%s\n", line.dump().c_str());
+      std::fflush(stdout);
+    } else if (a.id < order.size() && !dataset.files.empty()) {
+      line["file"] = dataset.files[order[a.id]];
+    }
+    if (log) *log << line.dump() << '\n';
   };
 
   // Continuous customization: the upload loop, model updates, runtime classes.
@@ -316,14 +353,29 @@ void run_edge(const EdgeCommandOptions& o) {
     edge::RuntimeStats s = runtime.stats();
     std::fprintf(stderr,
                  "[edge] %s: policy %s, L_app %.1f ms, cloud %s (timeout %.0f ms), threshold %s, "
-                 "%zu samples at %g/s\n",
+                 "%s, samples: %s\n",
                  model_version.c_str(), o.policy.c_str(), o.l_app_ms, o.server.c_str(),
                  runtime.cloud_timeout_ms(), threshold_json(s.threshold).dump().c_str(),
-                 order.size(), o.rate);
+                 from_stdin ? "sample files named on standard input"
+                            : (std::to_string(order.size()) + " samples at " +
+                               std::to_string(o.rate) + "/s").c_str(),
+                 spec.describe().c_str());
     std::fflush(stderr);
   }
+  if (from_stdin) {
+    const size_t fed = edge::feed_paths(
+        runtime, std::cin, spec, &StopSignals::flag(),
+        [&](uint64_t id, const std::string& path) {
+          std::lock_guard<std::mutex> lock(files_mutex);
+          stdin_files.resize(id + 1);
+          stdin_files[id] = path;
+          if (id % 20 == 19) reload_classes();
+        },
+        [](const std::string& bad) { std::fprintf(stderr, "[edge] skipped %s\n", bad.c_str()); });
+    if (fed == 0) throw Error("edge: no sample file could be read from standard input");
+  }
   Progress progress("edge " + o.policy, static_cast<int64_t>(order.size()), "samples");
-  const size_t fed = edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
+  const size_t fed = from_stdin ? order.size() : edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
     if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
       edge::RuntimeStats s = runtime.stats();
@@ -360,12 +412,13 @@ void run_edge(const EdgeCommandOptions& o) {
     table.add_row({names[r], std::to_string(counts[r]),
                    counts[r] ? fmt_percent(summary.accuracy_by_route[r]) : "-"});
   }
-  table.add_row({"all", std::to_string(summary.samples), fmt_percent(summary.accuracy)});
-  table.print(std::cout);
-  std::printf("latency ms: mean %.2f  p50 %.2f  p95 %.2f  p99 %.2f  max %.2f\n",
+  table.add_row({"all", std::to_string(summary.samples),
+                 summary.with_truth ? fmt_percent(summary.accuracy) : "- (no labels)"});
+  table.print(from_stdin ? std::cerr : std::cout);
+  std::fprintf(report, "latency ms: mean %.2f  p50 %.2f  p95 %.2f  p99 %.2f  max %.2f\n",
               summary.latency.mean_ms, summary.latency.p50_ms, summary.latency.p95_ms,
               summary.latency.p99_ms, summary.latency.max_ms);
-  std::printf("slo violations (> %.1f ms): %s   offload: %s   bytes up: %lld   threshold searches: "
+  std::fprintf(report, "slo violations (> %.1f ms): %s   offload: %s   bytes up: %lld   threshold searches: "
               "%lld   final estimate: rtt %.1f ms, uplink %.3f Mbit/s\n",
               o.l_app_ms, fmt_percent(summary.slo_violation_rate).c_str(),
               fmt_percent(summary.offload_ratio).c_str(), static_cast<long long>(stats.bytes_up),
@@ -444,6 +497,11 @@ void add_edge_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   command->add_option("--labels", options->labels, "IDX label file of --images")
       ->check(CLI::ExistingFile);
+  command->add_option("--input", options->input,
+                      "unlabelled samples instead: a folder of sample files (PNG, JPEG, WAV, ... "
+                      "as the student's spec says; replayed at --rate in path order), or '-' "
+                      "for a live stream of file paths on standard input, one a line (answers "
+                      "go to stdout as JSON lines, the summary to stderr)");
   command->add_option("--split", options->split_path,
                       "split/schedule JSON (configs/split-*.json): stream order 'shuffled' or "
                       "'shift' (seen classes first); default: shuffled, seed 7")

@@ -14,7 +14,9 @@
 namespace edgefm::cli {
 namespace {
 
-void run_experiment_command(edge::ExperimentOptions& o) {
+void run_experiment_command(edge::ExperimentOptions& o, const FmOptions& fm) {
+  o.fm_args = fm.arguments();
+  o.fm = fm.torchscript.empty() ? fm.path : fm.torchscript;
   std::vector<edge::ExperimentRow> rows;
   {
     StopSignals signals;
@@ -38,14 +40,15 @@ void run_experiment_command(edge::ExperimentOptions& o) {
 void add_experiment_command(CLI::App& app) {
   auto options = std::make_shared<edge::ExperimentOptions>(edge::experiment_default_options());
   auto& o = *options;
+  auto fm = std::make_shared<FmOptions>();
   CLI::App* command = app.add_subcommand(
       "experiment",
       "The live experiment: starts `edgefm serve` (the FM), and for each uplink trace and each\n"
       "policy a fresh `edgefm link` (the trace, replayed from its start) and `edgefm edge` (the\n"
-      "student on the Fashion-MNIST test stream) as separate processes on 127.0.0.1. Writes\n"
+      "student on the test stream of --data) as separate processes on 127.0.0.1. Writes\n"
       "results.json (one row per trace and policy), results.csv, results.md and PNG plots to\n"
       "--out; each run's logs stay in --out/runs. See docs/experiment.md.");
-  command->add_option("--fm", o.fm, "reference FM file for the cloud service")->capture_default_str();
+  add_fm_options(*command, *fm);
   command->add_option("--student", o.student, "student artifact with its calibration profile")
       ->capture_default_str();
   command->add_option("--traces", o.traces,
@@ -102,7 +105,7 @@ void add_experiment_command(CLI::App& app) {
                       "trace whose threshold and bandwidth over time are plotted (default: the "
                       "first)");
   command->add_option("--out", o.out_dir, "output folder")->capture_default_str();
-  command->callback([options] { run_experiment_command(*options); });
+  command->callback([options, fm] { run_experiment_command(*options, *fm); });
 }
 
 }  // namespace edgefm::cli

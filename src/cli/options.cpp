@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/json_io.h"
 #include "customize/job.h"
 
 namespace edgefm::cli {
@@ -26,18 +27,46 @@ models::FoundationModel FmOptions::load(const std::string& device) const {
     if (pool.empty()) {
       throw Error("--fm-torchscript needs --fm-pool: the FM's embedding-pool file (class -> vector)");
     }
-    return models::load_torchscript_foundation_model(torchscript, pool);
+    if (spec.empty()) {
+      throw Error("--fm-torchscript needs --fm-spec: a JSON file saying what a sample is for it "
+                  "(e.g. {\"modality\": \"image\", \"shape\": [3, 224, 224], \"mean\": [...], "
+                  "\"std\": [...]}; docs/real-fm.md)");
+    }
+    return models::load_torchscript_foundation_model(
+        torchscript, pool, data::spec_from_json(read_json_file(spec), "--fm-spec '" + spec + "'"));
+  }
+  if (!pool.empty() || !spec.empty()) {
+    throw Error("--fm-pool and --fm-spec go with --fm-torchscript (the reference FM file holds both)");
   }
   return models::load_foundation_model(path, device);
+}
+
+data::SampleSpec load_spec_file(const std::string& path, const data::SampleSpec& fallback) {
+  if (path.empty()) return fallback;
+  const json j = read_json_file(path);
+  if (j.is_object() && j.contains("source")) {
+    const auto description = data::load_description(path);
+    return description.spec ? *description.spec : fallback;
+  }
+  return data::spec_from_json(j, "sample spec '" + path + "'");
+}
+
+std::vector<std::string> FmOptions::arguments() const {
+  if (torchscript.empty()) return {"--fm", path};
+  return {"--fm-torchscript", torchscript, "--fm-pool", pool, "--fm-spec", spec};
 }
 
 void add_fm_options(CLI::App& command, FmOptions& options) {
   command.add_option("--fm", options.path, "Reference FM file from `edgefm fm train`")
       ->capture_default_str();
   command.add_option("--fm-torchscript", options.torchscript,
-                     "A real FM instead: TorchScript image encoder (n x C x H x W in [0,1] -> n x D)");
+                     "A real FM instead: TorchScript encoder (n x C x H x W sample tensors -> n x D; "
+                     "docs/real-fm.md)");
   command.add_option("--fm-pool", options.pool,
                      "Embedding-pool JSON for --fm-torchscript (format edgefm-pool)");
+  command.add_option("--fm-spec", options.spec,
+                     "Sample spec JSON for --fm-torchscript: modality, shape, preprocessing, "
+                     "mean/std (docs/data.md)");
 }
 
 double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,

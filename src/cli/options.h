@@ -27,9 +27,16 @@ struct FmOptions {
   std::string path = "models/fm.pt";
   std::string torchscript;  // a real FM: TorchScript image encoder ...
   std::string pool;         // ... plus its embedding-pool file
+  std::string spec;         // ... and its sample spec (JSON, data/sample_spec.h)
   models::FoundationModel load(const std::string& device = "cpu") const;
+  // The options that name this FM again, for a child process (`experiment`, `scenario`).
+  std::vector<std::string> arguments() const;
 };
 void add_fm_options(CLI::App& command, FmOptions& options);
+
+// A sample spec from a file: a spec JSON, or a data set description holding one ("spec").
+// Empty path: `fallback`.
+data::SampleSpec load_spec_file(const std::string& path, const data::SampleSpec& fallback);
 
 // Fraction of images whose nearest pool class is their label.
 double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,

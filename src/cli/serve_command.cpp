@@ -65,12 +65,11 @@ void run_serve(ServeCommandOptions& o) {
   }
   cloud::CloudServer server(fm, o.server, std::move(extensions));
   if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(server.port()) + "\n");
-  const auto shape = fm.image->input_shape();
   std::fprintf(stderr,
-               "[serve] listening on %s: models '%s' (%s, %dx%dx%d -> %d, %zu classes) and '%s'; "
+               "[serve] listening on %s: models '%s' (%s, %s -> %d, %zu classes) and '%s'; "
                "max batch %d, max queue delay %lld us, %d threads, device %s, auth %s\n",
                server.url().c_str(), o.server.image_model.c_str(), fm.version.c_str(),
-               shape.channels, shape.height, shape.width, fm.image->embedding_dim(),
+               fm.spec().describe().c_str(), fm.image->embedding_dim(),
                fm.pool.size(), o.server.text_model.c_str(), o.server.max_batch,
                static_cast<long long>(o.server.max_queue_delay_us), o.server.threads,
                o.server.device.c_str(), o.server.token.empty() ? "off" : "bearer token");

@@ -260,10 +260,7 @@ ImageInference OipClient::infer_images(const float* images, int64_t n,
   const size_t count = static_cast<size_t>(n * shape.numel());
   if (impl_->options.upload == ImageUpload::uint8) {
     std::vector<uint8_t> pixels(count);
-    for (size_t i = 0; i < count; ++i) {
-      float x = std::min(1.0f, std::max(0.0f, images[i]));
-      pixels[i] = static_cast<uint8_t>(std::lround(x * 255.0f));
-    }
+    data::to_bytes(images, count, pixels.data());
     return infer_image_tensor(Tensor::from_uint8s("images", dims, std::move(pixels)), n);
   }
   return infer_image_tensor(Tensor::from_floats("images", dims, images, count), n);

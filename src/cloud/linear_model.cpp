@@ -37,6 +37,7 @@ std::string lower(std::string text) {
 LinearModelOptions linear_model_default_options() { return LinearModelOptions{}; }
 
 LinearImageEncoder::LinearImageEncoder(const LinearModelOptions& options) : options_(options) {
+  spec_.shape = options_.input_shape;
   if (options_.embedding_dim < 1 || options_.input_shape.numel() < 1) {
     fail_expected("linear stand-in model", "a positive embedding dim and image size",
                   std::to_string(options_.embedding_dim) + " and " +

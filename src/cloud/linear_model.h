@@ -29,13 +29,14 @@ class LinearImageEncoder final : public models::ImageEncoder {
   explicit LinearImageEncoder(const LinearModelOptions& options);
   std::string arch() const override { return "linear"; }
   int embedding_dim() const override { return options_.embedding_dim; }
-  models::ImageShape input_shape() const override { return options_.input_shape; }
+  const data::SampleSpec& spec() const override { return spec_; }
   int64_t parameter_count() const override { return static_cast<int64_t>(weights_.size()); }
   int64_t multiply_adds() const override { return static_cast<int64_t>(weights_.size()); }
   void embed(const float* images, int64_t n, float* out) const override;
 
  private:
   LinearModelOptions options_;
+  data::SampleSpec spec_;
   std::vector<float> weights_;  // embedding_dim x numel
 };
 

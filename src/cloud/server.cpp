@@ -156,6 +156,7 @@ struct CloudServer::Impl {
                 {"arch", fm.image->arch()},
                 {"embedding_dim", dim},
                 {"input_datatypes", json::array({"FP32", "UINT8"})},
+                {"sample_spec", data::to_json(fm.spec())},
                 {"class_names", fm.pool.names()},
                 {"max_batch_size", options.max_batch},
                 {"max_queue_delay_us", options.max_queue_delay_us},
@@ -233,9 +234,7 @@ struct CloudServer::Impl {
     }
     if (images->datatype == DataType::uint8) {
       const auto& bytes = images->uint8s();
-      std::vector<float> rows(bytes.size());
-      for (size_t i = 0; i < bytes.size(); ++i) rows[i] = static_cast<float>(bytes[i]) / 255.0f;
-      return rows;
+      return data::to_unit_floats(bytes.data(), bytes.size());
     }
     if (images->datatype != DataType::fp32) {
       throw HttpFailure{400, std::string("input 'images': expected datatype FP32 or UINT8, got ") +

@@ -65,9 +65,12 @@ std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels
   return weights;
 }
 
-std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n, int height,
-                                       int width, size_t count, uint64_t seed) {
-  const size_t numel = static_cast<size_t>(height) * width;
+std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n,
+                                       const data::TensorShape& shape, size_t count,
+                                       uint64_t seed) {
+  const int height = shape.height, width = shape.width;
+  const size_t plane = static_cast<size_t>(height) * width;
+  const size_t numel = static_cast<size_t>(shape.numel());
   if (n < 2 || images.size() < n * numel) {
     fail_expected("outlier synthesis", "at least 2 images", std::to_string(n));
   }
@@ -75,26 +78,30 @@ std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t 
   std::uniform_int_distribution<size_t> pick(0, n - 1);
   std::vector<float> out(count * numel);
   for (size_t o = 0; o < count; ++o) {
-    const float* a = images.data() + pick(rng) * numel;
-    const float* b = images.data() + pick(rng) * numel;
-    float* dst = out.data() + o * numel;
+    const float* first = images.data() + pick(rng) * numel;
+    const float* second = images.data() + pick(rng) * numel;
     const int kind = static_cast<int>(rng() % 4);
     const int hh = height / 2, hw = width / 2;
-    for (int r = 0; r < height; ++r) {
-      for (int c = 0; c < width; ++c) {
-        float value;
-        if (kind == 0) {
-          value = (c < hw ? a : b)[r * width + c];
-        } else if (kind == 1) {
-          value = (r < hh ? a : b)[r * width + c];
-        } else if (kind == 2) {  // quadrants rotated: each takes the next quadrant's pixels
-          int qr = r < hh ? 0 : 1, qc = c < hw ? 0 : 1;
-          int sr = (r + (qc ? hh : 0)) % height, sc = (c + (qr ? 0 : hw)) % width;
-          value = a[sr * width + sc];
-        } else {
-          value = 0.5f * (a[r * width + c] + b[r * width + c]);
+    for (int ch = 0; ch < shape.channels; ++ch) {
+      const float* a = first + static_cast<size_t>(ch) * plane;
+      const float* b = second + static_cast<size_t>(ch) * plane;
+      float* dst = out.data() + o * numel + static_cast<size_t>(ch) * plane;
+      for (int r = 0; r < height; ++r) {
+        for (int c = 0; c < width; ++c) {
+          float value;
+          if (kind == 0) {
+            value = (c < hw ? a : b)[r * width + c];
+          } else if (kind == 1) {
+            value = (r < hh ? a : b)[r * width + c];
+          } else if (kind == 2) {  // quadrants rotated: each takes the next quadrant's pixels
+            int qr = r < hh ? 0 : 1, qc = c < hw ? 0 : 1;
+            int sr = (r + (qc ? hh : 0)) % height, sc = (c + (qr ? 0 : hw)) % width;
+            value = a[sr * width + sc];
+          } else {
+            value = 0.5f * (a[r * width + c] + b[r * width + c]);
+          }
+          dst[r * width + c] = value;
         }
-        dst[r * width + c] = value;
       }
     }
   }
@@ -145,11 +152,14 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
                     params.arch + " with dim " + std::to_string(d),
                     net.arch + " with dim " + std::to_string(net.embedding_dim));
     }
+    data::check_same_spec(net.spec, "warm start '" + params.warm_start + "'", set.spec,
+                          "the uploaded samples");
   } else {
     torch::manual_seed(params.seed);
-    net = models::make_edge_net(params.arch, d);
+    net = models::make_edge_net(params.arch, set.spec, d);
   }
-  const auto numel = net.input.numel();
+  const auto& shape = net.spec.shape;
+  const auto numel = shape.numel();
   if (set.images.size() != static_cast<size_t>(n * numel) ||
       set.fm_embeddings.size() != static_cast<size_t>(n * d)) {
     fail_expected("distillation set", std::to_string(n) + " images of " + std::to_string(numel) +
@@ -159,7 +169,7 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
   }
   torch::manual_seed(params.seed + 1);
 
-  auto images = view(set.images.data(), {n, net.input.channels, net.input.height, net.input.width});
+  auto images = view(set.images.data(), {n, shape.channels, shape.height, shape.width});
   auto targets = view(set.fm_embeddings.data(), {n, d});
   auto labels = torch::tensor(std::vector<int64_t>(set.pseudo_labels.begin(), set.pseudo_labels.end()));
   auto pool_t = view(pool.data(), {static_cast<int64_t>(pool.size()), d});
@@ -192,7 +202,7 @@ DistillResult distill(const DistillSet& set, const models::TextPool& pool,
       auto index = order.slice(0, s * params.batch_size,
                                std::min<int64_t>((s + 1) * params.batch_size, n));
       auto x = images.index_select(0, index);
-      if (params.augment) x = models::augment(x, params.max_shift);
+      if (params.augment) x = models::augment(x, params.max_shift, set.spec.modality);
       auto student = models::embed_tensor(net, x);
       auto mse = mse_term(student, targets.index_select(0, index));
       auto nce = info_nce_term(student, pool_t, labels.index_select(0, index), params.temperature);

@@ -50,6 +50,7 @@ std::vector<double> class_balanced_weights(const std::vector<int>& pseudo_labels
 inline constexpr int kNoLabel = -1;
 
 struct DistillSet {
+  data::SampleSpec spec = data::default_image_spec();  // the FM's: what each sample is
   std::vector<float> images;          // n x C x H x W in [0, 1]
   std::vector<float> fm_embeddings;   // n x D, L2-normalised
   // Index into the pool (nearest pool vector); kNoLabel for a sample that only has an FM
@@ -58,13 +59,14 @@ struct DistillSet {
   size_t size() const { return pseudo_labels.size(); }
 };
 
-// Synthetic outliers made from `n` images (each C x H x W = `numel` floats): a left half
+// Synthetic outliers made from `n` samples of `shape` (each channel treated alike): a left half
 // spliced to another image's right half, a top half to another's bottom half, quadrants
 // shuffled, or a 50/50 blend of two images. None is a real object of any class, so
 // imitating the FM on them teaches the student what "none of my classes" looks like in the
 // FM's space, without ever seeing an unseen class. Deterministic for a seed.
-std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n, int height,
-                                       int width, size_t count, uint64_t seed);
+std::vector<float> synthesize_outliers(const std::vector<float>& images, size_t n,
+                                       const data::TensorShape& shape, size_t count,
+                                       uint64_t seed);
 
 // Pseudo-labels: index of the nearest pool vector of each FM embedding.
 std::vector<int> pseudo_label(const std::vector<float>& fm_embeddings,

@@ -95,10 +95,10 @@ route::CalibrationProfile calibrate(const Embedded& edge, const Embedded& fm,
   return route::build_profile(samples, 200, score.name());
 }
 
-void add_synthetic_outliers(const models::FoundationModel& fm, const models::ImageShape& shape,
-                            size_t count, uint64_t seed, DistillSet& set) {
+void add_synthetic_outliers(const models::FoundationModel& fm, size_t count, uint64_t seed,
+                            DistillSet& set) {
   if (count == 0) return;
-  auto outliers = synthesize_outliers(set.images, set.size(), shape.height, shape.width, count, seed);
+  auto outliers = synthesize_outliers(set.images, set.size(), set.spec.shape, count, seed);
   auto embeddings = models::embed_all(*fm.image, outliers.data(), static_cast<int64_t>(count));
   set.images.insert(set.images.end(), outliers.begin(), outliers.end());
   set.fm_embeddings.insert(set.fm_embeddings.end(), embeddings.begin(), embeddings.end());
@@ -143,7 +143,9 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   std::shared_ptr<const models::ImageEncoder> current;
   if (!params.initial_student.empty()) current = models::load_student(params.initial_student).encoder;
 
+  data::check_same_spec(fm.spec(), "the FM", candidates.spec, "the candidate samples");
   DistillSet set;
+  set.spec = fm.spec();
   std::vector<char> uploaded(candidates.size(), 0);
   std::vector<size_t> order(candidates.size());
   std::iota(order.begin(), order.end(), size_t{0});
@@ -188,9 +190,8 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
     // Synthetic outliers (cloud side: made from the uploads, embedded by the FM).
     DistillSet train = set;
     if (params.outlier_share > 0) {
-      auto shape = current ? current->input_shape() : models::ImageShape{};
       size_t count = static_cast<size_t>(params.outlier_share * set.size());
-      add_synthetic_outliers(fm, shape, count, params.seed + 100 + static_cast<uint64_t>(round), train);
+      add_synthetic_outliers(fm, count, params.seed + 100 + static_cast<uint64_t>(round), train);
       fm_queries += count;
     }
     auto distill_params = params.distill;

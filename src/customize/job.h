@@ -42,8 +42,8 @@ double fraction_correct(const std::vector<bool>& correct);
 
 // Appends `count` synthetic outliers made from the set's own images (distill.h), embedded by
 // the FM and labelled kNoLabel (the student imitates them with the MSE term only).
-void add_synthetic_outliers(const models::FoundationModel& fm, const models::ImageShape& shape,
-                            size_t count, uint64_t seed, DistillSet& set);
+void add_synthetic_outliers(const models::FoundationModel& fm, size_t count, uint64_t seed,
+                            DistillSet& set);
 
 struct CustomizeParams {
   DistillParams distill = distill_default_params();

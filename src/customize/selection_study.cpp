@@ -22,14 +22,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void check_images(const data::Dataset& set, const char* what, const models::ImageShape& shape) {
+void check_images(const data::Dataset& set, const char* what, const data::SampleSpec& spec) {
   if (set.size() == 0) return;
-  if (set.rows != shape.height || set.cols != shape.width || shape.channels != 1) {
-    fail_expected(std::string("selection study: ") + what + " images",
-                  std::to_string(shape.channels) + " x " + std::to_string(shape.height) + " x " +
-                      std::to_string(shape.width) + " (the FM's input)",
-                  "1 x " + std::to_string(set.rows) + " x " + std::to_string(set.cols));
-  }
+  data::check_same_spec(spec, "the FM", set.spec, std::string("the selection study's ") + what + " samples");
 }
 
 void validate(const SelectionStudyParams& params, const data::Dataset& post_shift,
@@ -260,10 +255,9 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
   const auto started = std::chrono::steady_clock::now();
   validate(params, post_shift, pre_shift, evaluation);
   if (!fm.image) fail_expected("selection study FM", "an image encoder", "none");
-  const auto shape = fm.image->input_shape();
-  check_images(pre_shift, "pre-shift", shape);
-  check_images(post_shift, "post-shift", shape);
-  check_images(evaluation, "evaluation", shape);
+  check_images(pre_shift, "pre-shift", fm.spec());
+  check_images(post_shift, "post-shift", fm.spec());
+  check_images(evaluation, "evaluation", fm.spec());
 
   auto student = models::load_student(initial_student);
   if (student.pool.dim() != fm.pool.dim() || student.encoder->embedding_dim() != fm.pool.dim()) {
@@ -330,6 +324,7 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
   // synthetic outliers a job adds.
   auto cloud_set = [&](const std::vector<size_t>& picked) {
     DistillSet set;
+    set.spec = fm.spec();
     set.images = pre_images;
     set.fm_embeddings = fm_pre.embeddings;
     set.pseudo_labels = pre_labels;
@@ -341,8 +336,7 @@ SelectionStudy run_selection_study(const models::FoundationModel& fm,
       set.pseudo_labels.push_back(post_labels[i]);
     }
     if (params.outliers > 0.0 && set.size() >= 2) {
-      add_synthetic_outliers(fm, shape,
-                             static_cast<size_t>(params.outliers * static_cast<double>(set.size())),
+      add_synthetic_outliers(fm, static_cast<size_t>(params.outliers * static_cast<double>(set.size())),
                              distill_params.seed + 100, set);
     }
     return set;

@@ -164,9 +164,9 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
     const auto started = std::chrono::steady_clock::now();
     ServiceJobRequest request = ServiceJobRequest::parse(job.request, fm);
     const auto shape = fm.image->input_shape();
-    if (shape.numel() != job.sample_shape.numel()) {
-      fail_expected("uploaded samples", std::to_string(shape.numel()) + " values per image (the FM's input)",
-                    std::to_string(job.sample_shape.numel()));
+    if (shape != job.sample_shape) {
+      fail_expected("uploaded samples", data::to_string(shape) + " samples (the FM's input)",
+                    data::to_string(job.sample_shape));
     }
     const size_t n = job.sample_count();
     if (n < 2) fail_expected("customization job", "at least 2 uploaded samples", std::to_string(n));
@@ -174,14 +174,14 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
 
     // The FM's view of every upload, then the split by content hash.
     progress(0.02, "embedding " + std::to_string(n) + " uploads with the FM");
-    std::vector<float> images(job.samples.size());
-    for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>(job.samples[i]) / 255.0f;
+    const std::vector<float> images = data::to_unit_floats(job.samples.data(), job.samples.size());
     auto fm_embeddings = models::embed_all(*fm.image, images.data(), static_cast<int64_t>(n));
     auto labels = pseudo_label(fm_embeddings, pool);
     const auto held = holdout_by_hash(job.sample_hashes, request.holdout);
     const size_t numel = static_cast<size_t>(shape.numel());
     const int dim = fm.image->embedding_dim();
     DistillSet train;
+    train.spec = fm.spec();
     std::vector<float> held_images;
     std::vector<int> held_labels;
     for (size_t i = 0; i < n; ++i) {
@@ -204,7 +204,7 @@ cloud::JobRunner make_job_runner(models::FoundationModel fm) {
       const size_t count = static_cast<size_t>(request.outliers * static_cast<double>(train.size()));
       progress(0.04, "embedding " + std::to_string(count) + " synthetic outliers with the FM");
       with_outliers = train;
-      add_synthetic_outliers(fm, shape, count, request.distill.seed + 100, with_outliers);
+      add_synthetic_outliers(fm, count, request.distill.seed + 100, with_outliers);
     }
     const DistillSet& learn = with_outliers.size() > 0 ? with_outliers : train;
 

@@ -139,9 +139,8 @@ Dataset load_idx_pair(const std::filesystem::path& images_path,
   }
   Dataset dataset;
   dataset.name = std::move(name);
-  dataset.rows = static_cast<int>(images.rows);
-  dataset.cols = static_cast<int>(images.cols);
-  dataset.pixels = std::move(images.pixels);
+  dataset.spec.shape = {1, static_cast<int>(images.rows), static_cast<int>(images.cols)};
+  dataset.samples = std::move(images.pixels);
   dataset.class_names = std::move(class_names);
   dataset.labels.reserve(labels.size());
   for (size_t i = 0; i < labels.size(); ++i) {

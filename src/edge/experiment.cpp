@@ -219,9 +219,15 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
   const models::ImageShape shape = model.encoder->input_shape();
 
   // The cloud service, for the whole experiment.
-  std::vector<std::string> serve_args = {"serve", "--fm", o.fm, "--host", "127.0.0.1", "--port", "0",
-                                         "--port-file", (runs_dir / "serve.port").string(),
-                                         "--max-batch", std::to_string(o.max_batch)};
+  std::vector<std::string> serve_args = {"serve"};
+  if (o.fm_args.empty()) {
+    serve_args.insert(serve_args.end(), {"--fm", o.fm});
+  } else {
+    serve_args.insert(serve_args.end(), o.fm_args.begin(), o.fm_args.end());
+  }
+  serve_args.insert(serve_args.end(), {"--host", "127.0.0.1", "--port", "0", "--port-file",
+                                       (runs_dir / "serve.port").string(), "--max-batch",
+                                       std::to_string(o.max_batch)});
   if (!o.token.empty()) {
     serve_args.push_back("--token");
     serve_args.push_back(o.token);

@@ -17,6 +17,9 @@ namespace edgefm::edge {
 struct ExperimentOptions {
   std::string program;   // the edgefm binary to start (empty: this program)
   std::string fm = "models/fm.pt";
+  // serve's FM options in full (a TorchScript FM: --fm-torchscript, --fm-pool, --fm-spec);
+  // empty: {"--fm", fm}.
+  std::vector<std::string> fm_args;
   std::string student = "models/student.pt";
   std::vector<std::string> traces;    // files, or names in trace_dir; empty: every *.up there
   std::string trace_dir;              // empty: default_trace_dir()

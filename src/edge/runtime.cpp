@@ -446,16 +446,13 @@ struct EdgeRuntime::Impl {
     }
     const models::ImageShape shape = m->encoder->input_shape();
     if (static_cast<int64_t>(sample.pixels.size()) != shape.numel()) {
-      fail_expected("sample " + std::to_string(sample.id) + " pixels",
-                    std::to_string(shape.numel()) + " bytes (" + std::to_string(shape.channels) +
-                        "x" + std::to_string(shape.height) + "x" + std::to_string(shape.width) +
-                        ")",
+      fail_expected("sample " + std::to_string(sample.id),
+                    std::to_string(shape.numel()) + " bytes (" + data::to_string(shape) + ")",
                     std::to_string(sample.pixels.size()));
     }
     // The small model always runs first.
     const Clock::time_point edge_start = Clock::now();
-    std::vector<float> image(sample.pixels.size());
-    for (size_t i = 0; i < image.size(); ++i) image[i] = sample.pixels[i] / 255.0f;
+    const std::vector<float> image = data::to_unit_floats(sample.pixels.data(), sample.pixels.size());
     const int d = m->encoder->embedding_dim();
     const int k = static_cast<int>(m->pool.size());
     std::vector<float> embedding(static_cast<size_t>(d));

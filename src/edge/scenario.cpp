@@ -105,13 +105,13 @@ json bootstrap_device(cloud::CustomizationClient& client, const std::string& dev
     if (split.is_seen(train.labels[i])) seen.push_back(i);
   }
   if (seen.empty()) throw Error("scenario: the split has no seen-class training images");
-  const models::ImageShape shape{1, train.rows, train.cols};
+  const models::ImageShape shape = train.spec.shape;
   Progress progress("history " + device, static_cast<int64_t>(seen.size()), "images");
   for (size_t start = 0; start < seen.size(); start += 256) {
     check_stop(o);
     std::vector<std::string_view> batch;
     for (size_t i = start; i < std::min(seen.size(), start + 256); ++i) {
-      batch.emplace_back(reinterpret_cast<const char*>(train.image(seen[i])), train.image_size());
+      batch.emplace_back(reinterpret_cast<const char*>(train.sample(seen[i])), train.sample_size());
     }
     client.upload_samples(device, batch, shape);
     progress.update(static_cast<int64_t>(std::min(seen.size(), start + 256)));

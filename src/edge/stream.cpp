@@ -12,7 +12,7 @@ size_t replay(EdgeRuntime& runtime, const data::Dataset& dataset, const std::vec
               const std::function<void(size_t)>& progress) {
   if (!(rate_per_s >= 0.0)) fail_expected("stream rate", "samples/s >= 0", std::to_string(rate_per_s));
   const Clock::time_point start = Clock::now();
-  const size_t image_size = dataset.image_size();
+  const size_t sample_size = dataset.sample_size();
   size_t fed = 0;
   for (size_t i = 0; i < order.size(); ++i) {
     if (stop != nullptr && stop->load()) break;
@@ -29,8 +29,8 @@ size_t replay(EdgeRuntime& runtime, const data::Dataset& dataset, const std::vec
     }
     Sample sample;
     sample.id = i;
-    const uint8_t* pixels = dataset.image(index);
-    sample.pixels.assign(pixels, pixels + image_size);
+    const uint8_t* bytes = dataset.sample(index);
+    sample.pixels.assign(bytes, bytes + sample_size);
     const int label = dataset.labels[index];
     if (label >= 0 && static_cast<size_t>(label) < dataset.class_names.size()) {
       sample.truth = dataset.class_names[static_cast<size_t>(label)];
@@ -39,6 +39,31 @@ size_t replay(EdgeRuntime& runtime, const data::Dataset& dataset, const std::vec
     runtime.process(std::move(sample));
     ++fed;
     if (progress) progress(fed);
+  }
+  return fed;
+}
+
+size_t feed_paths(EdgeRuntime& runtime, std::istream& in, const data::SampleSpec& spec,
+                  const std::atomic<bool>* stop,
+                  const std::function<void(uint64_t, const std::string&)>& on_fed,
+                  const std::function<void(const std::string&)>& on_bad) {
+  size_t fed = 0;
+  std::string line;
+  while ((stop == nullptr || !stop->load()) && std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) continue;
+    Sample sample;
+    sample.arrival = Clock::now();
+    try {
+      sample.pixels = data::load_sample_file(line, spec);
+    } catch (const std::exception& e) {
+      if (on_bad) on_bad(e.what());
+      continue;
+    }
+    sample.id = fed;
+    if (on_fed) on_fed(sample.id, line);
+    runtime.process(std::move(sample));
+    ++fed;
   }
   return fed;
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <istream>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +23,16 @@ namespace edgefm::edge {
 size_t replay(EdgeRuntime& runtime, const data::Dataset& dataset, const std::vector<size_t>& order,
               double rate_per_s, const std::atomic<bool>* stop = nullptr,
               const std::function<void(size_t)>& progress = {});
+
+// A live stream of raw sample files: one path a line on `in` (e.g. standard input, written
+// by a camera or microphone process). Each file is preprocessed by `spec` (the model's) and
+// processed when its line arrives (its arrival time). Files that cannot be read are
+// reported to `on_bad` ("path: why") and skipped; they take no id. `on_fed(id, path)` names
+// each accepted sample. Returns the number fed; stops at end of input or when `stop` is set.
+size_t feed_paths(EdgeRuntime& runtime, std::istream& in, const data::SampleSpec& spec,
+                  const std::atomic<bool>* stop,
+                  const std::function<void(uint64_t, const std::string&)>& on_fed,
+                  const std::function<void(const std::string&)>& on_bad);
 
 struct StreamSummary {
   size_t samples = 0;

@@ -20,7 +20,8 @@ const std::vector<ArchSpec>& edge_architectures();
 void check_edge_architecture(const std::string& name);
 
 // A freshly initialised (untrained) edge model, deterministic for a seed.
-std::unique_ptr<ImageEncoder> make_edge_model(const std::string& arch, int embedding_dim,
+std::unique_ptr<ImageEncoder> make_edge_model(const std::string& arch,
+                                              const data::SampleSpec& spec, int embedding_dim,
                                               uint64_t seed = 1);
 
 // Torch's intra-op pool sized from the core count (0: all cores); see common/threads.h.

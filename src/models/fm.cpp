@@ -22,7 +22,8 @@ namespace F = torch::nn::functional;
 namespace {
 
 constexpr const char* kFormat = "edgefm-fm";
-constexpr int kVersion = 1;
+// 2: the sample spec in meta, adaptive pooling before the head (version 1 files predate both).
+constexpr int kVersion = 2;
 
 std::string fill_template(const std::string& templ, const std::string& name) {
   auto at = templ.find("{}");
@@ -116,10 +117,12 @@ class ReferenceTextEncoder final : public TextEncoder {
 };
 
 torch::Tensor images_tensor(const data::Dataset& dataset) {
-  auto pixels = torch::from_blob(const_cast<uint8_t*>(dataset.pixels.data()),
-                                 {static_cast<int64_t>(dataset.size()), 1, dataset.rows, dataset.cols},
-                                 torch::kUInt8);
-  return pixels.clone();
+  const auto& shape = dataset.spec.shape;
+  auto samples = torch::from_blob(const_cast<uint8_t*>(dataset.samples.data()),
+                                  {static_cast<int64_t>(dataset.size()), shape.channels,
+                                   shape.height, shape.width},
+                                  torch::kUInt8);
+  return samples.clone();
 }
 
 torch::Tensor to_input(const torch::Tensor& pixels) { return pixels.to(torch::kFloat) / 255.0; }
@@ -214,7 +217,10 @@ FmTrainResult train_fm(const data::Dataset& train_set, const data::Dataset& test
   Vocabulary vocabulary;
   for (const auto& p : class_prompts(names, templates)) vocabulary.add(p);
 
-  Net image = make_fm_net(params.embedding_dim, params.width);
+  if (test.size() > 0) {
+    data::check_same_spec(train_set.spec, "the training set", test.spec, "the test set");
+  }
+  Net image = make_fm_net(train_set.spec, params.embedding_dim, params.width);
   TextNet text(static_cast<int64_t>(vocabulary.ids.size()), params.embedding_dim);
   auto log_scale = torch::full({1}, std::log(1.0 / params.initial_temperature),
                                torch::requires_grad());
@@ -256,7 +262,8 @@ FmTrainResult train_fm(const data::Dataset& train_set, const data::Dataset& test
       }
       auto index = order.slice(0, s * params.batch_size,
                                std::min<int64_t>((s + 1) * params.batch_size, n));
-      auto x = augment(to_input(pixels.index_select(0, index)), params.max_shift);
+      auto x = augment(to_input(pixels.index_select(0, index)), params.max_shift,
+                       train_set.spec.modality);
       auto y = labels.index_select(0, index);
 
       auto image_embeddings = embed_tensor(image, x);
@@ -312,6 +319,7 @@ FmTrainResult train_fm(const data::Dataset& train_set, const data::Dataset& test
     }
   }
   json meta = {{"arch", image.arch},
+               {"spec", data::to_json(train_set.spec)},
                {"embedding_dim", params.embedding_dim},
                {"width", params.width},
                {"templates", templates},
@@ -346,15 +354,16 @@ FoundationModel load_foundation_model(const std::filesystem::path& path,
   if (format != kFormat) fail_expected(context, std::string("format ") + kFormat, format);
   c10::IValue version;
   if (!archive.try_read("version", version) || !version.isInt() || version.toInt() != kVersion) {
-    fail_expected(context, "version " + std::to_string(kVersion),
+    fail_expected(context, "version " + std::to_string(kVersion) + " (retrain older files with `edgefm fm train`)",
                   version.isInt() ? std::to_string(version.toInt()) : "none");
   }
   auto meta = json::parse(read_string(archive, "meta", context));
   auto vocabulary = Vocabulary::from_json(json::parse(read_string(archive, "vocabulary", context)));
   auto pool = TextPool::from_json(json::parse(read_string(archive, "pool", context)), context);
-  int dim = meta.at("embedding_dim").get<int>();
+  const int dim = json_field<int>(meta, "embedding_dim", context);
+  const auto spec = data::spec_from_json(meta.value("spec", json::object()), context + " spec");
 
-  Net image = make_fm_net(dim, meta.at("width").get<int>());
+  Net image = make_fm_net(spec, dim, json_field<int>(meta, "width", context));
   read_net(archive, "image", image, context);
   TextNet text(static_cast<int64_t>(vocabulary.ids.size()), dim);
   torch::serialize::InputArchive text_archive;
@@ -377,8 +386,9 @@ namespace {
 
 class TorchScriptEncoder final : public ImageEncoder {
  public:
-  TorchScriptEncoder(torch::jit::Module module, ImageShape shape, std::string name)
-      : module_(std::move(module)), shape_(shape), name_(std::move(name)) {
+  TorchScriptEncoder(torch::jit::Module module, data::SampleSpec spec, std::string name)
+      : module_(std::move(module)), spec_(std::move(spec)), name_(std::move(name)) {
+    const auto& shape_ = spec_.shape;
     module_.eval();
     int64_t total = 0;
     for (const auto& p : module_.parameters()) total += p.numel();
@@ -389,15 +399,16 @@ class TorchScriptEncoder final : public ImageEncoder {
   }
   std::string arch() const override { return "torchscript:" + name_; }
   int embedding_dim() const override { return dim_; }
-  ImageShape input_shape() const override { return shape_; }
+  const data::SampleSpec& spec() const override { return spec_; }
   int64_t parameter_count() const override { return parameters_; }
   int64_t multiply_adds() const override { return 0; }
   void embed(const float* images, int64_t n, float* out) const override {
     if (n <= 0) return;
     torch::NoGradGuard no_grad;
+    const auto& shape = spec_.shape;
     auto input = torch::from_blob(const_cast<float*>(images),
-                                  {n, shape_.channels, shape_.height, shape_.width});
-    auto e = forward(input).contiguous();
+                                  {n, shape.channels, shape.height, shape.width});
+    auto e = forward(normalize_samples(spec_, input)).contiguous();
     std::copy_n(e.data_ptr<float>(), n * dim_, out);
   }
 
@@ -413,7 +424,7 @@ class TorchScriptEncoder final : public ImageEncoder {
   }
 
   torch::jit::Module module_;
-  ImageShape shape_;
+  data::SampleSpec spec_;
   std::string name_;
   int64_t parameters_ = 0;
   int dim_ = 0;
@@ -423,7 +434,7 @@ class TorchScriptEncoder final : public ImageEncoder {
 
 FoundationModel load_torchscript_foundation_model(const std::filesystem::path& module_path,
                                                   const std::filesystem::path& pool_path,
-                                                  ImageShape input_shape) {
+                                                  const data::SampleSpec& spec) {
   torch::jit::Module module;
   try {
     module = torch::jit::load(module_path.string());
@@ -433,7 +444,8 @@ FoundationModel load_torchscript_foundation_model(const std::filesystem::path& m
                 std::string(e.what_without_backtrace()).substr(0, 200) + ")");
   }
   FoundationModel fm;
-  auto encoder = std::make_shared<TorchScriptEncoder>(std::move(module), input_shape,
+  data::validate(spec, "TorchScript FM '" + module_path.string() + "' spec");
+  auto encoder = std::make_shared<TorchScriptEncoder>(std::move(module), spec,
                                                       module_path.filename().string());
   fm.pool = TextPool::load(pool_path);
   if (fm.pool.dim() != encoder->embedding_dim()) {

@@ -16,7 +16,8 @@ struct FoundationModel {
   std::shared_ptr<const ImageEncoder> image;
   std::shared_ptr<const TextEncoder> text;  // may be null for a TorchScript FM without one
   TextPool pool;
-  std::string version;  // "reference-fm v1 <checksum prefix>" or the TorchScript file name
+  std::string version;  // "reference-fm v2 <checksum prefix>" or the TorchScript file name
+  const data::SampleSpec& spec() const { return image->spec(); }
 };
 
 // Loads the reference FM file written by `edgefm fm train`. Throws Error on a wrong or
@@ -25,10 +26,11 @@ struct FoundationModel {
 FoundationModel load_foundation_model(const std::filesystem::path& path,
                                       const std::string& device = "cpu");
 
-// A real FM: a TorchScript module mapping n x C x H x W floats in [0,1] to n x D embeddings
-// (normalised here if it does not), plus an embedding-pool file (see text_pool.h).
+// A real FM: a TorchScript module mapping n x C x H x W sample tensors (after the spec's
+// mean/std) to n x D embeddings (normalised here if it does not), plus an embedding-pool file
+// (see text_pool.h) and the sample spec it takes (docs/real-fm.md).
 FoundationModel load_torchscript_foundation_model(const std::filesystem::path& module_path,
                                                   const std::filesystem::path& pool_path,
-                                                  ImageShape input_shape = {});
+                                                  const data::SampleSpec& spec);
 
 }  // namespace edgefm::models

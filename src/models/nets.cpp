@@ -33,23 +33,28 @@ void separable(nn::Sequential& s, int in, int out, int stride) {
 
 }  // namespace
 
-Net make_fm_net(int embedding_dim, int width) {
+// The head's input grid: what 28 x 28 reaches after two 2x poolings.
+constexpr int kGrid = 7;
+
+Net make_fm_net(const data::SampleSpec& spec, int embedding_dim, int width) {
+  data::validate(spec, "reference FM");
   // Three conv blocks (w, 2w, 4w channels) and a wide projection head: most of the
   // parameters sit in the head, most of the compute in the convolutions.
   const int w = width;
   nn::Sequential s;
-  conv_bn_relu(s, 1, w, 3);
+  conv_bn_relu(s, spec.shape.channels, w, 3);
   s->push_back(nn::MaxPool2d(2));
   conv_bn_relu(s, w, 2 * w, 3);
   s->push_back(nn::MaxPool2d(2));
   conv_bn_relu(s, 2 * w, 4 * w, 3);
+  s->push_back(nn::AdaptiveAvgPool2d(kGrid));
   s->push_back(nn::Flatten());
   s->push_back(nn::Dropout(0.3));
-  s->push_back(nn::Linear(4 * w * 7 * 7, 512));
+  s->push_back(nn::Linear(4 * w * kGrid * kGrid, 512));
   s->push_back(nn::BatchNorm1d(512));
   s->push_back(nn::ReLU());
   s->push_back(nn::Linear(512, embedding_dim));
-  return {"reference-fm", s, {}, embedding_dim};
+  return {"reference-fm", s, spec, embedding_dim};
 }
 
 const std::vector<ArchSpec>& edge_architectures() {
@@ -70,22 +75,25 @@ void check_edge_architecture(const std::string& name) {
   fail_expected("edge architecture", "one of " + known, "'" + name + "'");
 }
 
-Net make_edge_net(const std::string& arch, int embedding_dim) {
+Net make_edge_net(const std::string& arch, const data::SampleSpec& spec, int embedding_dim) {
   check_edge_architecture(arch);
+  data::validate(spec, "edge model '" + arch + "'");
+  const int channels = spec.shape.channels;
   nn::Sequential s;
   if (arch == "tiny-cnn") {
-    s->push_back(conv(1, 16, 3, 1, 1, true));
+    s->push_back(conv(channels, 16, 3, 1, 1, true));
     s->push_back(nn::ReLU());
     s->push_back(nn::MaxPool2d(2));
     s->push_back(conv(16, 32, 3, 1, 1, true));
     s->push_back(nn::ReLU());
     s->push_back(nn::MaxPool2d(2));
+    s->push_back(nn::AdaptiveAvgPool2d(kGrid));
     s->push_back(nn::Flatten());
-    s->push_back(nn::Linear(32 * 7 * 7, 64));
+    s->push_back(nn::Linear(32 * kGrid * kGrid, 64));
     s->push_back(nn::ReLU());
     s->push_back(nn::Linear(64, embedding_dim));
   } else if (arch == "mobilenet") {
-    conv_bn_relu(s, 1, 32, 3);
+    conv_bn_relu(s, channels, 32, 3);
     separable(s, 32, 64, 2);
     separable(s, 64, 128, 2);
     separable(s, 128, 128, 1);
@@ -93,17 +101,18 @@ Net make_edge_net(const std::string& arch, int embedding_dim) {
     s->push_back(nn::Flatten());
     s->push_back(nn::Linear(128, embedding_dim));
   } else {  // wide-cnn
-    conv_bn_relu(s, 1, 32, 3);
+    conv_bn_relu(s, channels, 32, 3);
     s->push_back(nn::MaxPool2d(2));
     conv_bn_relu(s, 32, 64, 3);
     s->push_back(nn::MaxPool2d(2));
     conv_bn_relu(s, 64, 64, 3);
+    s->push_back(nn::AdaptiveAvgPool2d(kGrid));
     s->push_back(nn::Flatten());
-    s->push_back(nn::Linear(64 * 7 * 7, 128));
+    s->push_back(nn::Linear(64 * kGrid * kGrid, 128));
     s->push_back(nn::ReLU());
     s->push_back(nn::Linear(128, embedding_dim));
   }
-  return {arch, s, {}, embedding_dim};
+  return {arch, s, spec, embedding_dim};
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {
@@ -116,7 +125,8 @@ int64_t count_multiply_adds(const Net& net) {
   torch::NoGradGuard no_grad;
   bool was_training = net.body->is_training();
   net.body->eval();
-  auto x = torch::zeros({1, net.input.channels, net.input.height, net.input.width});
+  const auto& shape = net.spec.shape;
+  auto x = torch::zeros({1, shape.channels, shape.height, shape.width});
   int64_t total = 0;
   for (const auto& child : net.body->children()) {
     auto in = x;
@@ -150,9 +160,17 @@ int64_t count_multiply_adds(const Net& net) {
   return total;
 }
 
-torch::Tensor embed_tensor(const Net& net, const torch::Tensor& images) {
-  return torch::nn::functional::normalize(
-      net.body->forward(images), torch::nn::functional::NormalizeFuncOptions().dim(1));
+torch::Tensor normalize_samples(const data::SampleSpec& spec, const torch::Tensor& samples) {
+  if (spec.mean.empty()) return samples;
+  const auto c = static_cast<int64_t>(spec.mean.size());
+  auto mean = torch::tensor(spec.mean).view({1, c, 1, 1}).to(samples.device());
+  auto std = torch::tensor(spec.std).view({1, c, 1, 1}).to(samples.device());
+  return (samples - mean) / std;
+}
+
+torch::Tensor embed_tensor(const Net& net, const torch::Tensor& samples) {
+  return torch::nn::functional::normalize(net.body->forward(normalize_samples(net.spec, samples)),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
 }
 
 torch::Device parse_device(const std::string& device) {
@@ -179,16 +197,18 @@ TorchEncoder::TorchEncoder(Net net, const std::string& device)
 void TorchEncoder::embed(const float* images, int64_t n, float* out) const {
   if (n <= 0) return;
   torch::NoGradGuard no_grad;
+  const auto& shape = net_.spec.shape;
   auto input = torch::from_blob(const_cast<float*>(images),
-                                {n, net_.input.channels, net_.input.height, net_.input.width});
+                                {n, shape.channels, shape.height, shape.width});
   auto result = embed_tensor(net_, input.to(device_)).to(torch::kCPU).contiguous();
   std::copy_n(result.data_ptr<float>(), n * net_.embedding_dim, out);
 }
 
-std::unique_ptr<ImageEncoder> make_edge_model(const std::string& arch, int embedding_dim,
+std::unique_ptr<ImageEncoder> make_edge_model(const std::string& arch,
+                                              const data::SampleSpec& spec, int embedding_dim,
                                               uint64_t seed) {
   torch::manual_seed(seed);
-  return std::make_unique<TorchEncoder>(make_edge_net(arch, embedding_dim));
+  return std::make_unique<TorchEncoder>(make_edge_net(arch, spec, embedding_dim));
 }
 
 void configure_torch_threads(int threads) {
@@ -215,15 +235,20 @@ void read_net(torch::serialize::InputArchive& archive, const std::string& key, N
   }
 }
 
-torch::Tensor augment(const torch::Tensor& images, int max_shift) {
+torch::Tensor augment(const torch::Tensor& images, int max_shift, data::Modality modality) {
   const int64_t n = images.size(0);
-  auto flip = torch::rand({n}) < 0.5;
-  auto out = torch::where(flip.view({n, 1, 1, 1}), images.flip({3}), images);
+  const bool image = modality == data::Modality::image;
+  auto out = images;
+  if (image) {
+    auto flip = torch::rand({n}) < 0.5;
+    out = torch::where(flip.view({n, 1, 1, 1}), images.flip({3}), images);
+  }
   if (max_shift <= 0) return out;
   const int64_t h = images.size(2), w = images.size(3);
-  auto padded = torch::constant_pad_nd(out, {max_shift, max_shift, max_shift, max_shift}, 0);
+  const int64_t pad_y = image ? max_shift : 0;
+  auto padded = torch::constant_pad_nd(out, {max_shift, max_shift, pad_y, pad_y}, 0);
   auto dx = torch::randint(0, 2 * max_shift + 1, {n});
-  auto dy = torch::randint(0, 2 * max_shift + 1, {n});
+  auto dy = torch::randint(0, 2 * pad_y + 1, {n});
   std::vector<torch::Tensor> crops;
   crops.reserve(n);
   auto dx_a = dx.accessor<int64_t, 1>();

@@ -15,6 +15,7 @@ void save_student(const std::filesystem::path& path, const ImageEncoder& encoder
   const Net& net = torch_encoder->net();
   meta["arch"] = net.arch;
   meta["embedding_dim"] = net.embedding_dim;
+  meta["spec"] = data::to_json(net.spec);
   if (!meta.contains("version")) meta["version"] = 1;
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kStudentFormat)));
@@ -65,7 +66,11 @@ Student load_student(const std::filesystem::path& path) {
   if (dim != student.pool.dim()) {
     fail_expected(context, "a pool of dim " + std::to_string(dim), std::to_string(student.pool.dim()));
   }
-  Net net = make_edge_net(arch, dim);
+  // Artifacts written before specs existed took Fashion-MNIST's grey 28 x 28 images.
+  const auto spec = student.meta.contains("spec")
+                        ? data::spec_from_json(student.meta.at("spec"), context + " spec")
+                        : data::default_image_spec();
+  Net net = make_edge_net(arch, spec, dim);
   read_net(archive, "weights", net, context);
   student.encoder = std::make_shared<TorchEncoder>(std::move(net));
   return student;

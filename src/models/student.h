@@ -15,7 +15,7 @@ namespace edgefm::models {
 struct Student {
   std::shared_ptr<const ImageEncoder> encoder;
   TextPool pool;
-  // Always has "arch", "embedding_dim", "version"; the customizer adds "score",
+  // Always has "arch", "embedding_dim", "spec", "version"; the customizer adds "score",
   // "calibration", "trained_on", ... (see customize/distill.h).
   json meta;
 };
@@ -26,7 +26,7 @@ Student load_student(const std::filesystem::path& path);
 
 // Writes the artifact atomically. The encoder must be one of this project's edge models
 // (from make_edge_model, load_student or customize::distill); throws Error otherwise.
-// Sets meta "arch", "embedding_dim" and, when absent, "version".
+// Sets meta "arch", "embedding_dim", "spec" (the encoder's) and, when absent, "version".
 void save_student(const std::filesystem::path& path, const ImageEncoder& encoder,
                   const TextPool& pool, json meta);
 

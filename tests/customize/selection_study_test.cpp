@@ -275,8 +275,8 @@ TEST(SelectionStudy, RejectsBadInputs) {
 
   // Images of another size than the FM takes.
   data::Dataset small = d.post_shift.subset({0, 1, 2});
-  small.rows = small.cols = 14;
-  small.pixels.resize(3 * 14 * 14);
+  small.spec.shape = {1, 14, 14};
+  small.samples.resize(3 * 14 * 14);
   EXPECT_THROW(call(quick_params({2}), fixture_fm(), small), Error);
 }
 

@@ -173,10 +173,10 @@ TEST(ServiceJob, EndToEndCustomizationRoundThroughHttp) {
 
   // The edge uploads 600 unlabeled images in batches, 40 of them twice.
   auto images = data::load_dataset(data::fashion_mnist_description(), data::Part::test, 600);
-  const size_t bytes = images.image_size();
+  const size_t bytes = images.sample_size();
   std::vector<std::string> samples;
   for (size_t i = 0; i < images.size(); ++i) {
-    samples.emplace_back(reinterpret_cast<const char*>(images.image(i)), bytes);
+    samples.emplace_back(reinterpret_cast<const char*>(images.sample(i)), bytes);
   }
   size_t added = 0;
   for (size_t start = 0; start < samples.size(); start += 100) {

@@ -28,7 +28,7 @@ TEST(Pipeline, DistilledStudentBeatsAnUntrainedOne) {
   const auto& fixture = edgefm::testing::small_models();
   auto test = data::load_dataset(data::fashion_mnist_description(), data::Part::test, 1000);
   auto student = models::load_student(fixture.student);
-  auto untrained = models::make_edge_model(student.encoder->arch(), student.pool.dim(), 3);
+  auto untrained = models::make_edge_model(student.encoder->arch(), student.encoder->spec(), student.pool.dim(), 3);
   double trained_accuracy = accuracy(*student.encoder, student.pool, test);
   double untrained_accuracy = accuracy(*untrained, student.pool, test);
   EXPECT_GT(trained_accuracy, untrained_accuracy + 0.3)
@@ -43,7 +43,7 @@ TEST(Pipeline, DistilledStudentBeatsAnUntrainedOne) {
 TEST(Pipeline, FmIsMuchLargerThanTheSmallestEdgeModel) {
   auto fm = models::load_foundation_model(edgefm::testing::small_models().fm);
   // The fixture FM is narrow (width 8) to train fast; the default width is 32.
-  auto smallest = models::make_edge_model(models::edge_architectures().front().name, 128);
+  auto smallest = models::make_edge_model(models::edge_architectures().front().name, data::default_image_spec(), 128);
   EXPECT_GT(fm.image->parameter_count(), smallest->parameter_count());
   ASSERT_NE(fm.text, nullptr);
   EXPECT_EQ(fm.text->embed("a photo of a coat").size(), static_cast<size_t>(fm.pool.dim()));

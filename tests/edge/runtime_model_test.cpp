@@ -130,7 +130,7 @@ TEST_F(RealModels, CloudKilledAndRestartedMidStream) {
     for (size_t i = first; i < last; ++i) {
       Sample sample;
       sample.id = i;
-      sample.pixels.assign(stream_->image(i), stream_->image(i) + stream_->image_size());
+      sample.pixels.assign(stream_->sample(i), stream_->sample(i) + stream_->sample_size());
       sample.truth = stream_->class_names[static_cast<size_t>(stream_->labels[i])];
       sample.arrival = Clock::now();
       runtime.process(std::move(sample));

@@ -35,7 +35,7 @@ TEST(EdgeModels, PoolIsOrderedByCostAndEmbeddingsAreNormalised) {
   ASSERT_GE(archs.size(), 3u);
   int64_t previous = 0;
   for (const auto& spec : archs) {
-    auto model = make_edge_model(spec.name, 64);
+    auto model = make_edge_model(spec.name, data::default_image_spec(), 64);
     EXPECT_EQ(model->embedding_dim(), 64);
     EXPECT_GT(model->multiply_adds(), previous) << spec.name;
     previous = model->multiply_adds();
@@ -48,11 +48,11 @@ TEST(EdgeModels, PoolIsOrderedByCostAndEmbeddingsAreNormalised) {
       EXPECT_NEAR(norm, 1.0, 1e-4);
     }
   }
-  EXPECT_THROW(make_edge_model("resnet-1000", 64), Error);
+  EXPECT_THROW(make_edge_model("resnet-1000", data::default_image_spec(), 64), Error);
 }
 
 TEST(EdgeModels, TinyCnnCountsByHand) {
-  auto tiny = make_edge_model("tiny-cnn", 128);
+  auto tiny = make_edge_model("tiny-cnn", data::default_image_spec(), 128);
   // conv 1->16 (3x3 + bias), conv 16->32, linear 1568->64, linear 64->128
   EXPECT_EQ(tiny->parameter_count(),
             (9 * 16 + 16) + (144 * 32 + 32) + (1568 * 64 + 64) + (64 * 128 + 128));
@@ -61,7 +61,7 @@ TEST(EdgeModels, TinyCnnCountsByHand) {
 
 TEST(Student, SaveLoadRoundTripGivesTheSameEmbeddings) {
   auto dir = temp_dir("student");
-  auto model = make_edge_model("mobilenet", 32, 5);
+  auto model = make_edge_model("mobilenet", data::default_image_spec(), 32, 5);
   TextPool pool(32);
   std::vector<float> v(32, 0.0f);
   v[0] = 1;
@@ -87,7 +87,7 @@ TEST(Student, CorruptOrForeignFilesAreRejected) {
   std::ofstream(dir / "junk.pt") << "not a torch archive";
   EXPECT_THROW(load_student(dir / "junk.pt"), Error);
   EXPECT_THROW(load_student(dir / "missing.pt"), Error);
-  auto model = make_edge_model("tiny-cnn", 16);
+  auto model = make_edge_model("tiny-cnn", data::default_image_spec(), 16);
   TextPool pool(16);
   pool.set("a", std::vector<float>(16, 1.0f));
   save_student(dir / "ok.pt", *model, pool, {});
@@ -139,7 +139,7 @@ TEST(TorchScriptFm, LoadsAModuleTheTestWrote) {
   pool.set("last", {0, 1, 0, 0});
   pool.save(dir / "pool.json");
 
-  auto fm = load_torchscript_foundation_model(dir / "fm.ts", dir / "pool.json");
+  auto fm = load_torchscript_foundation_model(dir / "fm.ts", dir / "pool.json", data::default_image_spec());
   EXPECT_EQ(fm.image->embedding_dim(), 4);
   EXPECT_EQ(fm.image->parameter_count(), 784 * 4);
   EXPECT_EQ(fm.text, nullptr);
@@ -154,9 +154,9 @@ TEST(TorchScriptFm, LoadsAModuleTheTestWrote) {
   TextPool wrong(3);
   wrong.set("a", {1, 0, 0});
   wrong.save(dir / "wrong.json");
-  EXPECT_THROW(load_torchscript_foundation_model(dir / "fm.ts", dir / "wrong.json"), Error);
+  EXPECT_THROW(load_torchscript_foundation_model(dir / "fm.ts", dir / "wrong.json", data::default_image_spec()), Error);
   std::ofstream(dir / "junk.ts") << "junk";
-  EXPECT_THROW(load_torchscript_foundation_model(dir / "junk.ts", dir / "pool.json"), Error);
+  EXPECT_THROW(load_torchscript_foundation_model(dir / "junk.ts", dir / "pool.json", data::default_image_spec()), Error);
   fs::remove_all(dir);
 }
 
