@@ -6,6 +6,7 @@
 namespace edgefm::cli {
 
 void add_fm_command(CLI::App& app);         // fm train | fm eval
+void add_data_command(CLI::App& app);       // data info | data export
 void add_models_command(CLI::App& app);     // models
 void add_customize_command(CLI::App& app);  // customize
 void add_eval_command(CLI::App& app);       // eval

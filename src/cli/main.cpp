@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "edgefm 0.1.0");
   edgefm::cli::add_fm_command(app);
+  edgefm::cli::add_data_command(app);
   edgefm::cli::add_models_command(app);
   edgefm::cli::add_customize_command(app);
   edgefm::cli::add_eval_command(app);

@@ -69,10 +69,9 @@ TEST_F(IdxTest, RoundTripPlainAndGzipped) {
   for (auto [img, lab] : {std::pair{"img", "lab"}, std::pair{"img.gz", "lab.gz"}}) {
     auto d = load_idx_pair(dir_ / img, dir_ / lab, {"a", "b", "c"});
     ASSERT_EQ(d.size(), 3u);
-    EXPECT_EQ(d.rows, 2);
-    EXPECT_EQ(d.cols, 2);
+    EXPECT_EQ(d.spec.shape, (TensorShape{1, 2, 2}));
     EXPECT_EQ(d.labels, (std::vector<int>{2, 0, 1}));
-    EXPECT_EQ(d.image(2)[3], 255);
+    EXPECT_EQ(d.sample(2)[3], 255);
     EXPECT_FLOAT_EQ(d.to_float()[11], 1.0f);
   }
 }
@@ -162,11 +161,11 @@ TEST_F(IdxTest, DescriptionValidation) {
 
 TEST(Split, ConfigurationAndStreamOrder) {
   Dataset d;
-  d.rows = d.cols = 1;
+  d.spec.shape = {1, 1, 1};
   d.class_names = {"a", "b", "c", "d"};
   for (int i = 0; i < 40; ++i) {
     d.labels.push_back(i % 4);
-    d.pixels.push_back(static_cast<uint8_t>(i));
+    d.samples.push_back(static_cast<uint8_t>(i));
   }
   Split split;
   split.seen = {0, 1};
@@ -198,7 +197,7 @@ TEST(FashionMnist, DebianCopyLoadsWithClassNames) {
   }
   auto test = load_dataset(description, Part::test, 100);
   EXPECT_EQ(test.size(), 100u);
-  EXPECT_EQ(test.rows, 28);
+  EXPECT_EQ(test.spec.shape, (TensorShape{1, 28, 28}));
   EXPECT_EQ(test.class_names.at(9), "ankle boot");
   auto bundled = load_description(std::string(EDGEFM_SOURCE_DIR) + "/configs/fashion-mnist.json");
   EXPECT_EQ(bundled.class_names, description.class_names);
