@@ -21,6 +21,9 @@ struct Waveform {
 
 // Longest recording the decoder accepts; longer ones are refused from the header.
 constexpr double kMaxRecordingSeconds = 600.0;
+// Most samples (frames x channels) the decoder accepts, also checked from the header: 1 GiB of
+// floats (600 s of 48 kHz stereo is 57.6 M). Bounds memory for many channels at high rates.
+constexpr int64_t kMaxDecodedSamples = int64_t{1} << 28;
 
 // Throws Error naming `name` and what was wrong: not a sound file, corrupt or truncated,
 // unsupported encoding or bit depth, no frames, absurd rate or channel count.
