@@ -366,8 +366,9 @@ LogMel::LogMel(const AudioPreprocess& params) : impl_(std::make_unique<Impl>()) 
   // summed over its bins of (A^2 / 4) * N * sum(w^2) (Parseval over the window's kernel;
   // Hann: its power lies 1/6, 2/3, 1/6 in three bins). Scaling |X[k]|^2 by
   // 4 / (N * sum(w^2)) makes that sum A^2: a full-scale sine (A = 1) is 0 dB in total.
-  // A mel band whose triangle peaks at that bin reads slightly less (its neighbours' weights
-  // are below 1): with the defaults about -0.6 dB at 1 kHz, -1.8 dB at worst (narrow bands).
+  // A band reads that power weighted by its triangle, so at most 0 dB: 0 dB when the tone
+  // and its two neighbouring bins sit under the triangle's peak, less between band centres
+  // (measured with the defaults, full scale: 1 kHz -1.1 dB, 3 kHz -0.5 dB, 440 Hz -2.9 dB).
   std::vector<double> hann(static_cast<size_t>(n));
   double sum_sq = 0;
   for (int i = 0; i < n; ++i) {

@@ -222,9 +222,10 @@ TEST_F(AudioTest, ToneLandsInItsMelBandAtTheRightLevel) {
   struct Case {
     double hz, amplitude, low, high;  // expected peak value range
   };
-  // 1 kHz and 3 kHz are bin centres (40 Hz bins). Full scale: 0 dB total power, the band
-  // reads a fraction of a dB less (its triangle's neighbouring weights are below 1).
-  // Amplitude 0.1: -20 dB -> (80 - 20) / 80 = 0.75, a little less.
+  // 440 Hz, 1 kHz and 3 kHz are bin centres (40 Hz bins). Full scale: 0 dB total power; the
+  // band reads up to a few dB less (its triangle weighs the tone's bins below 1 unless the
+  // tone sits at the band's centre). Amplitude 0.1: -20 dB -> (80 - 20) / 80 = 0.75, a
+  // little less; amplitude 0.5: -6 dB -> 0.925, less.
   for (auto c : {Case{1000, 1.0, 0.97, 1.0}, Case{3000, 0.1, 0.72, 0.75}, Case{440, 0.5, 0.86, 0.92}}) {
     SCOPED_TRACE(c.hz);
     log_mel.compute(tone(p.sample_rate, 1.0, c.hz, c.amplitude).data(), out.data());
