@@ -29,7 +29,7 @@ struct EvalOptions {
   double l_app_ms = 14;
   double rtt_ms = 80;
   double bandwidth_mbps = 1.0;
-  double payload_bytes = 1100;
+  double payload_bytes = 0;  // 0: the student's sample tensor plus the request's framing
   double t_cloud_ms = -1;  // <0: measured FM batch-1 latency
   size_t fit_images = 5000;
   std::string out_dir = "out/eval";
@@ -96,6 +96,9 @@ void run_eval(const EvalOptions& o) {
   auto test = data::load_dataset(description, data::Part::test, o.data.test_limit);
   auto fm = o.fm.load();
   auto student = models::load_student(o.student);
+  data::check_same_spec(fm.spec(), "the FM", test.spec, "the test set");
+  data::check_same_spec(student.encoder->spec(), "student '" + o.student + "'", test.spec,
+                        "the test set");
   std::fprintf(stderr, "[eval] %zu test images; FM %s; student %s (%s)\n", test.size(),
                fm.version.c_str(), o.student.c_str(), student.encoder->arch().c_str());
 
@@ -118,7 +121,10 @@ void run_eval(const EvalOptions& o) {
   latency.t_cloud_ms = o.t_cloud_ms >= 0 ? o.t_cloud_ms : fm_latency.median_ms;
   latency.rtt_ms = o.rtt_ms;
   latency.uplink_bps = o.bandwidth_mbps * 1e6;
-  latency.payload_bytes = o.payload_bytes;
+  // What the edge sends per query: one 8-bit sample tensor and about 300 bytes of framing.
+  latency.payload_bytes = o.payload_bytes > 0
+                              ? o.payload_bytes
+                              : static_cast<double>(student.encoder->input_shape().numel()) + 300.0;
   latency.validate();
   auto choice = route::search_threshold(profile, latency, o.l_app_ms);
   std::vector<float> scores(test.size());
@@ -188,7 +194,7 @@ void run_eval(const EvalOptions& o) {
                   {"l_app_ms", o.l_app_ms},
                   {"network", {{"rtt_ms", o.rtt_ms},
                                {"bandwidth_mbps", o.bandwidth_mbps},
-                               {"payload_bytes", o.payload_bytes},
+                               {"payload_bytes", latency.payload_bytes},
                                {"t_cloud_ms", latency.t_cloud_ms},
                                {"t_edge_ms", latency.t_edge_ms}}}}},
       {"curve_csv", o.out_dir + "/curve.csv"},
@@ -245,7 +251,10 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--l-app-ms", o->l_app_ms, "Latency budget L_app per sample")->capture_default_str();
   c->add_option("--rtt-ms", o->rtt_ms, "Assumed network round trip")->capture_default_str();
   c->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Assumed uplink bandwidth")->capture_default_str();
-  c->add_option("--payload-bytes", o->payload_bytes, "Bytes sent per cloud query")->capture_default_str();
+  c->add_option("--payload-bytes", o->payload_bytes,
+                "Bytes sent per cloud query (0: the student's 8-bit sample tensor + 300 bytes of "
+                "framing, as the edge sends it)")
+      ->capture_default_str();
   c->add_option("--t-cloud-ms", o->t_cloud_ms, "Cloud service time (default: measured FM batch-1)");
   c->add_option("--fit-images", o->fit_images,
                 "Seen-class training images used to fit the knn/proto/mahalanobis scores for the open-set table")

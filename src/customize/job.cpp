@@ -126,6 +126,7 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
                           const CustomizeParams& params, const std::filesystem::path& out) {
   auto started = std::chrono::steady_clock::now();
   models::check_edge_architecture(params.distill.arch);
+  data::check_same_spec(fm.spec(), "the FM", candidates.spec, "the candidate samples");
   auto strategy = parse_selection_strategy(params.strategy);
   auto pool = fm.pool.subset(classes);
   const size_t budget = std::min(
@@ -143,7 +144,6 @@ CustomizeReport customize(const models::FoundationModel& fm, const data::Dataset
   std::shared_ptr<const models::ImageEncoder> current;
   if (!params.initial_student.empty()) current = models::load_student(params.initial_student).encoder;
 
-  data::check_same_spec(fm.spec(), "the FM", candidates.spec, "the candidate samples");
   DistillSet set;
   set.spec = fm.spec();
   std::vector<char> uploaded(candidates.size(), 0);

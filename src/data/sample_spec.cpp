@@ -210,8 +210,8 @@ void check_same_spec(const SampleSpec& a, const std::string& what_a, const Sampl
 }
 
 void to_unit_floats(const uint8_t* samples, size_t count, float* out) {
-  constexpr float kScale = 1.0f / 255.0f;
-  for (size_t i = 0; i < count; ++i) out[i] = static_cast<float>(samples[i]) * kScale;
+  // A division, not a multiplication by 1/255: exactly the value x / 255.0f everywhere.
+  for (size_t i = 0; i < count; ++i) out[i] = static_cast<float>(samples[i]) / 255.0f;
 }
 
 std::vector<float> to_unit_floats(const uint8_t* samples, size_t count) {

@@ -59,6 +59,56 @@ TEST(EdgeModels, TinyCnnCountsByHand) {
   EXPECT_EQ(tiny->multiply_adds(), 28 * 28 * 16 * 9 + 14 * 14 * 32 * 144 + 1568 * 64 + 64 * 128);
 }
 
+// Every architecture takes any spec: colour 32 x 32 images, a 1 x 40 x 98 log-mel, CLIP's size.
+TEST(EdgeModels, AnySpecSameParametersAfterThePooling) {
+  data::SampleSpec colour;
+  colour.shape = {3, 32, 32};
+  const data::SampleSpec audio = data::audio_spec(data::AudioPreprocess{});
+  for (const auto& arch : edge_architectures()) {
+    auto grey = make_edge_model(arch.name, data::default_image_spec(), 32);
+    for (const auto& spec : {colour, audio}) {
+      auto model = make_edge_model(arch.name, spec, 32);
+      EXPECT_EQ(model->input_shape(), spec.shape);
+      // Only the first convolution sees the channels; the head sees the pooled grid.
+      const int64_t first_conv_extra = (spec.shape.channels - 1) * 9 *
+                                       (arch.name == "tiny-cnn" ? 16 : 32);
+      EXPECT_EQ(model->parameter_count(), grey->parameter_count() + first_conv_extra) << arch.name;
+      std::vector<float> in(static_cast<size_t>(2 * spec.shape.numel()), 0.3f);
+      std::vector<float> out(2 * 32);
+      model->embed(in.data(), 2, out.data());
+      double norm = 0;
+      for (int k = 0; k < 32; ++k) norm += out[k] * out[k];
+      EXPECT_NEAR(norm, 1.0, 1e-4) << arch.name;
+    }
+  }
+  // Multiply-adds grow with the input: the tiny CNN's two convolutions at 40 x 98.
+  auto tiny = make_edge_model("tiny-cnn", audio, 128);
+  EXPECT_EQ(tiny->multiply_adds(),
+            40 * 98 * 16 * 9 + 20 * 49 * 32 * 144 + 1568 * 64 + 64 * 128);
+}
+
+TEST(Student, ArtifactCarriesTheSpec) {
+  auto dir = temp_dir("spec");
+  data::SampleSpec spec;
+  spec.shape = {3, 32, 32};
+  spec.mean = {0.5f, 0.5f, 0.5f};
+  spec.std = {0.25f, 0.25f, 0.25f};
+  auto model = make_edge_model("tiny-cnn", spec, 8);
+  TextPool pool(8);
+  pool.set("a", {1, 0, 0, 0, 0, 0, 0, 0});
+  pool.set("b", {0, 1, 0, 0, 0, 0, 0, 0});
+  save_student(dir / "s.pt", *model, pool, json::object());
+  auto loaded = load_student(dir / "s.pt");
+  EXPECT_EQ(loaded.encoder->spec(), spec);
+  EXPECT_EQ(loaded.meta.at("spec"), data::to_json(spec));
+  // Normalization is part of the model: the same [0, 1] input embeds the same after loading.
+  std::vector<float> in(3 * 32 * 32, 0.7f), a(8), b(8);
+  model->embed(in.data(), 1, a.data());
+  loaded.encoder->embed(in.data(), 1, b.data());
+  for (int k = 0; k < 8; ++k) EXPECT_NEAR(a[k], b[k], 1e-5);
+  fs::remove_all(dir);
+}
+
 TEST(Student, SaveLoadRoundTripGivesTheSameEmbeddings) {
   auto dir = temp_dir("student");
   auto model = make_edge_model("mobilenet", data::default_image_spec(), 32, 5);

@@ -1,0 +1,185 @@
+// A real FM's path, end to end through the real program: a CLIP-shaped TorchScript encoder
+// (3 x 224 x 224 input with CLIP's mean/std, over 20 M parameters, random weights) that this
+// test writes itself, a pool file and a spec file. `edgefm customize` distills a student from
+// it on a PNG class-folder data set resized to the FM's spec, `edgefm serve` embeds at that
+// size, and `edgefm edge` sends unlabelled PNG files edge -> cloud. A data set of another
+// spec is refused.
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "common/json_io.h"
+#include "data/image.h"
+#include "models/foundation.h"
+#include "models/student.h"
+#include "models/text_pool.h"
+#include "support/fixtures.h"
+
+namespace edgefm {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr int kWidth = 768, kHidden = 3072, kDim = 512;
+
+// Patch embedding (16 x 16 patches, as ViT-B/16), mean over patches, five residual MLP
+// blocks and a projection: 24.2 M parameters.
+void write_clip_shaped_module(const fs::path& path) {
+  torch::manual_seed(3);
+  torch::jit::Module module("ClipShaped");
+  module.register_parameter("patch", torch::randn({kWidth, 3, 16, 16}) * 0.02, false);
+  for (int b = 0; b < 5; ++b) {
+    module.register_parameter("up" + std::to_string(b), torch::randn({kWidth, kHidden}) * 0.02, false);
+    module.register_parameter("down" + std::to_string(b), torch::randn({kHidden, kWidth}) * 0.02, false);
+  }
+  module.register_parameter("proj", torch::randn({kWidth, kDim}) * 0.03, false);
+  std::string body = R"(
+    def forward(self, x):
+        h = torch.conv2d(x, self.patch, None, [16, 16]).mean([2, 3])
+)";
+  for (int b = 0; b < 5; ++b) {
+    const auto i = std::to_string(b);
+    body += "        h = h + torch.relu(h.matmul(self.up" + i + ")).matmul(self.down" + i + ")\n";
+  }
+  body += "        return h.matmul(self.proj)\n";
+  module.define(body);
+  module.save(path.string());
+}
+
+// Three classes told apart by colour, at 40 x 48 (not the FM's size: the loader resizes).
+void write_png_classes(const fs::path& root, int per_class, int offset) {
+  const uint8_t colours[3][3] = {{220, 40, 40}, {40, 200, 60}, {50, 70, 230}};
+  const char* names[3] = {"red", "green", "blue"};
+  for (int c = 0; c < 3; ++c) {
+    for (int k = 0; k < per_class; ++k) {
+      data::DecodedImage image;
+      image.width = 48;
+      image.height = 40;
+      image.channels = 3;
+      for (int y = 0; y < image.height; ++y) {
+        for (int x = 0; x < image.width; ++x) {
+          for (int ch = 0; ch < 3; ++ch) {
+            const int v = colours[c][ch] + ((x * 7 + y * 3 + (k + offset) * 11) % 31) - 15;
+            image.pixels.push_back(static_cast<uint8_t>(std::clamp(v, 0, 255)));
+          }
+        }
+      }
+      data::write_png(root / names[c] / ("img" + std::to_string(k) + ".png"), image);
+    }
+  }
+}
+
+int run(const std::string& command) { return std::system(command.c_str()); }
+
+TEST(RealFmPath, ClipShapedTorchScriptFromCustomizeToEdge) {
+  const fs::path dir = fs::temp_directory_path() / ("edgefm-realfm-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string bin = EDGEFM_BIN;
+
+  write_clip_shaped_module(dir / "fm.ts");
+  const json spec = {{"modality", "image"},
+                     {"shape", {3, 224, 224}},
+                     {"image", {{"resize_mode", "shorter"}}},
+                     {"mean", {0.48145466, 0.4578275, 0.40821073}},
+                     {"std", {0.26862954, 0.26130258, 0.27577711}}};
+  write_json_file(dir / "spec.json", spec);
+  models::TextPool pool(kDim);
+  torch::manual_seed(4);
+  for (const char* name : {"red", "green", "blue"}) {
+    auto v = torch::randn({kDim});
+    v = v / v.norm();
+    pool.set(name, std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + kDim));
+  }
+  pool.save(dir / "pool.json");
+
+  // The encoder as the cloud loads it: over 20 M parameters, at 3 x 224 x 224.
+  auto fm = models::load_torchscript_foundation_model(
+      dir / "fm.ts", dir / "pool.json", data::spec_from_json(spec, "spec"));
+  EXPECT_GT(fm.image->parameter_count(), 20'000'000);
+  EXPECT_EQ(fm.image->input_shape(), (data::TensorShape{3, 224, 224}));
+  EXPECT_EQ(fm.image->embedding_dim(), kDim);
+
+  write_png_classes(dir / "train", 10, 0);
+  write_png_classes(dir / "test", 4, 100);
+  write_json_file(dir / "colours.json", {{"name", "colours"},
+                                         {"source", "image_folder"},
+                                         {"directory", "."},
+                                         {"class_names", {"red", "green", "blue"}},
+                                         {"spec", spec}});
+  const std::string fm_args = " --fm-torchscript " + (dir / "fm.ts").string() + " --fm-pool " +
+                              (dir / "pool.json").string() + " --fm-spec " +
+                              (dir / "spec.json").string();
+  const fs::path student = dir / "student.pt";
+  ASSERT_EQ(run(bin + " customize" + fm_args + " --data " + (dir / "colours.json").string() +
+                " --validation 9 --budget 100% --strategy random --epochs 2 --batch-size 8 --out " +
+                student.string() + " > " + (dir / "customize.log").string() + " 2>&1"),
+            0)
+      << "see " << dir / "customize.log";
+  const json meta_spec = data::to_json(data::spec_from_json(spec, "spec"));
+  {
+    // The artifact carries the FM's spec.
+    auto s = models::load_student(student);
+    EXPECT_EQ(data::to_json(s.encoder->spec()), meta_spec);
+  }
+
+  // Data of another spec (Fashion-MNIST's grey 28 x 28) cannot meet this FM.
+  const std::string mismatch_log = (dir / "mismatch.log").string();
+  EXPECT_NE(run(bin + " customize" + fm_args + " --train-limit 200 --validation 50 --out " +
+                (dir / "x.pt").string() + " > " + mismatch_log + " 2>&1"),
+            0);
+  std::ifstream mismatch(mismatch_log);
+  const std::string message((std::istreambuf_iterator<char>(mismatch)), {});
+  EXPECT_NE(message.find("takes samples of image 3x224x224"), std::string::npos) << message;
+
+  // serve embeds at 3 x 224 x 224; edge sends unlabelled files to it (cloud-only: every one).
+  const std::string port_file = (dir / "serve.port").string();
+  ASSERT_EQ(run(bin + " serve" + fm_args + " --port 0 --port-file " + port_file + " > " +
+                (dir / "serve.log").string() + " 2>&1 & echo $! > " + (dir / "serve.pid").string()),
+            0);
+  int port = 0;
+  for (int i = 0; i < 1200 && port == 0; ++i) {
+    std::ifstream in(port_file);
+    if (!(in >> port)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(port, 0) << "serve did not start; see " << dir / "serve.log";
+  const fs::path summary = dir / "edge.json", answers = dir / "answers.jsonl";
+  const int edge_status =
+      run(bin + " edge --student " + student.string() + " --server http://127.0.0.1:" +
+          std::to_string(port) + " --policy cloud-only --l-app-ms 5000 --rate 0 --input " +
+          (dir / "test").string() + " --log " + answers.string() + " --json " + summary.string() +
+          " --quiet > " + (dir / "edge.log").string() + " 2>&1");
+  pid_t serve_pid = 0;
+  std::ifstream(dir / "serve.pid") >> serve_pid;
+  if (serve_pid > 0) ::kill(serve_pid, SIGTERM);
+  ASSERT_EQ(edge_status, 0) << "see " << dir / "edge.log";
+
+  const json result = read_json_file(summary);
+  EXPECT_EQ(result.at("samples").get<int>(), 12);
+  EXPECT_EQ(result.at("with_truth").get<int>(), 0);  // unlabelled input
+  EXPECT_EQ(result.at("counts").at("cloud").get<int>(), 12);
+  // One 8-bit 3 x 224 x 224 tensor per query, plus the request's framing.
+  const double per_query = result.at("bytes_up").get<double>() / 12.0;
+  EXPECT_GE(per_query, 3 * 224 * 224);
+  EXPECT_LT(per_query, 3 * 224 * 224 + 4096);
+  std::ifstream lines(answers);
+  std::string line;
+  int with_file = 0;
+  while (std::getline(lines, line)) {
+    const json a = json::parse(line);
+    if (a.value("file", "").find(".png") != std::string::npos) ++with_file;
+    EXPECT_EQ(a.at("route"), "cloud");
+  }
+  EXPECT_EQ(with_file, 12);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace edgefm
