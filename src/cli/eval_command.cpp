@@ -71,13 +71,17 @@ json open_set_scores(const models::Student& student, const data::Dataset& train,
   for (size_t i = 0; i < test.size(); ++i) positive[i] = split.is_seen(test.labels[i]);
 
   json scores = json::object();
-  auto evaluate = [&](const route::ConfidenceScore& score, const std::string& label) {
+  auto evaluate_on = [&](const auto& view, const route::ConfidenceScore& score,
+                         const std::string& label) {
     std::vector<float> values(test.size());
-    score.score_batch(embedded.similarities.data(), test.size(), embedded.classes,
-                      embedded.embeddings.data(), embedded.dim, values.data());
+    score.score_batch(view.similarities.data(), test.size(), view.classes,
+                      view.embeddings.data(), view.dim, values.data());
     auto m = eval::open_set_metrics(values, positive);
     scores[label] = m.to_json();
     table.add_row({split.name, label, fmt_num(m.auroc, 4), fmt_num(m.fpr95, 4)});
+  };
+  auto evaluate = [&](const route::ConfidenceScore& score, const std::string& label) {
+    evaluate_on(embedded, score, label);
   };
   for (const auto& name : route::score_names()) {
     auto score = route::fit_score(name, json::object(), fit.embeddings.data(), fit.predictions.data(),
@@ -87,6 +91,18 @@ json open_set_scores(const models::Student& student, const data::Dataset& train,
   // The routing score exactly as shipped in the artifact (fitted state included).
   auto shipped = route::score_from_json(student.meta.at("score"), "student score");
   evaluate(*shipped, "routing:" + routing_score);
+  // The same score fitted the same way on an untrained student of the same architecture and
+  // spec: the separation that the customization taught is the difference.
+  auto untrained = models::make_edge_model(student.encoder->arch(), student.encoder->spec(),
+                                           student.pool.dim());
+  auto untrained_fit = customize::embed_images(*untrained, student.pool, fit_images_float.data(),
+                                               fit_index.size());
+  auto untrained_view = customize::embed_dataset(*untrained, student.pool, test);
+  auto untrained_score = route::fit_score(
+      routing_score, json::object(), untrained_fit.embeddings.data(),
+      untrained_fit.predictions.data(), untrained_fit.n, untrained_fit.dim, untrained_fit.classes,
+      untrained_fit.similarities.data());
+  evaluate_on(untrained_view, *untrained_score, "untrained:" + routing_score);
   return scores;
 }
 
@@ -221,6 +237,7 @@ void run_eval(const EvalOptions& o) {
       if (s == 0) {
         open_set["auroc"] = routing.at("auroc");
         open_set["fpr95"] = routing.at("fpr95");
+        open_set["auroc_untrained"] = scores_json.at("untrained:" + score->name()).at("auroc");
       } else if (s == 1) {
         open_set["auroc_split2"] = routing.at("auroc");
         open_set["fpr95_split2"] = routing.at("fpr95");

@@ -66,6 +66,8 @@ TEST(Keywords, SynthesizedAudioThroughTheWholePipeline) {
   const double auroc = r.at("open_set").at("auroc").get<double>();
   EXPECT_GE(auroc, 0.0);
   EXPECT_LE(auroc, 1.0);
+  // The same score on an untrained student of the same architecture, for comparison.
+  EXPECT_TRUE(r.at("open_set").contains("auroc_untrained"));
 
   // The edge on unlabelled WAV files (no cloud needed for edge-only).
   const std::string answers = (dir / "answers.jsonl").string();
