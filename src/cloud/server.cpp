@@ -36,7 +36,7 @@ const char* kTextOutputs[] = {"embedding", "class_names"};
 
 void reply_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dump_json(body), "application/json");
 }
 
 void reply_error(httplib::Response& res, int status, const std::string& message) {
@@ -111,6 +111,8 @@ struct CloudServer::Impl {
     } catch (const HttpError& e) {
       reply_error(res, e.status(), e.what());
     } catch (const ProtocolError& e) {
+      reply_error(res, 400, e.what());
+    } catch (const JsonInputError& e) {
       reply_error(res, 400, e.what());
     } catch (const std::exception& e) {
       reply_error(res, 500, std::string("internal error: ") + e.what());
