@@ -61,3 +61,57 @@ TEST(UntrustedJson, DumpReplacesInvalidUtf8InsteadOfThrowing) {
   ASSERT_NO_THROW(text = dump_json(j));
   EXPECT_EQ(parse_untrusted_json(text)["error"], "no model '\xEF\xBF\xBD\xEF\xBF\xBD'");
 }
+
+// ---- the edge's events log ----------------------------------------------------------------
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "common/json_lines.h"
+
+namespace {
+
+std::vector<std::string> lines_of(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+TEST(JsonLinesLog, ASecondOpenKeepsEarlierLines) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("edgefm-events-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const auto path = dir / "state" / "events.jsonl";
+  {
+    JsonLinesLog log(path);  // creates the folders
+    log.write({{"event", "audit"}, {"run", 1}});
+    log.write({{"event", "drift"}, {"run", 1}});
+  }
+  {
+    JsonLinesLog log(path);  // the edge restarted
+    log.write({{"event", "audit"}, {"run", 2}});
+  }
+  auto lines = lines_of(path);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(json::parse(lines[0])["run"], 1);
+  EXPECT_EQ(json::parse(lines[1])["event"], "drift");
+  EXPECT_EQ(json::parse(lines[2])["run"], 2);
+
+  // A run that died mid-line: the next run's first event still gets a line of its own.
+  { std::ofstream(path, std::ios::app) << R"({"event":"cut)"; }
+  {
+    JsonLinesLog log(path);
+    log.write({{"event", "model_swapped"}, {"name", std::string("bad \xff byte")}});
+  }
+  lines = lines_of(path);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(json::parse(lines[4])["event"], "model_swapped");
+
+  JsonLinesLog nowhere("");  // no path: drops events
+  nowhere.write({{"event", "x"}});
+  std::filesystem::remove_all(dir);
+}
