@@ -19,6 +19,7 @@
 #include "cli/options.h"
 #include "common/error.h"
 #include "common/json_io.h"
+#include "common/json_lines.h"
 #include "common/progress.h"
 #include "common/table.h"
 #include "data/dataset.h"
@@ -141,25 +142,8 @@ int numeric_version(const std::string& version) {
   return std::stoi(version);
 }
 
-// JSON lines, written from several threads.
-class EventLog {
- public:
-  explicit EventLog(const std::string& path) {
-    if (path.empty()) return;
-    std::filesystem::path p(path);
-    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    out_ = std::make_unique<std::ofstream>(path, std::ios::trunc);
-    if (!*out_) throw Error("edge: cannot write the events file '" + path + "'");
-  }
-  void write(const json& event) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (out_) *out_ << event.dump() << '\n' << std::flush;
-  }
-
- private:
-  std::mutex mutex_;
-  std::unique_ptr<std::ofstream> out_;
-};
+// JSON lines, written from several threads; appended to, so a restart keeps earlier events.
+using EventLog = JsonLinesLog;
 
 void run_edge(const EdgeCommandOptions& o) {
   if (o.quiet) Progress::set_quiet(true);

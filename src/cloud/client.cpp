@@ -25,11 +25,11 @@ int64_t int_parameter(const json& parameters, const char* key) {
 
 std::string server_message_of(const httplib::Response& res) {
   try {
-    auto body = json::parse(res.body);
+    auto body = parse_untrusted_json(res.body);
     if (body.is_object() && body.contains("error") && body.at("error").is_string()) {
       return body.at("error").get<std::string>();
     }
-  } catch (const json::exception&) {
+  } catch (const JsonInputError&) {
   }
   return res.body.empty() ? "(empty body)" : res.body.substr(0, 500);
 }
@@ -119,8 +119,8 @@ struct OipClient::Impl {
     auto res = call("GET", path, {}, "", "", stats);
     if (res->status != 200) fail_status("GET", path, *res);
     try {
-      return json::parse(res->body);
-    } catch (const json::parse_error& e) {
+      return parse_untrusted_json(res->body);
+    } catch (const JsonInputError& e) {
       throw ProtocolError("GET " + path + ": malformed JSON answer: " + e.what());
     }
   }

@@ -110,7 +110,7 @@ int parse_version(const std::string& text) {
 
 void reply(HttpResponse& res, int status, const json& body) {
   res.status = status;
-  res.body = body.dump();
+  res.body = dump_json(body);
   res.content_type = "application/json";
 }
 
@@ -206,7 +206,7 @@ SamplesAdded CustomizationService::add_samples(const std::string& device, const 
       }
       // Metadata first: a sample exists once its .u8 does, and then it is complete.
       if (!metadata.empty() && !(metadata[i].is_object() && metadata[i].empty())) {
-        write_durable(dir / (hash + ".json"), metadata[i].dump());
+        write_durable(dir / (hash + ".json"), dump_json(metadata[i]));
       }
       write_durable(file, sample);
       ++out.added;
@@ -608,7 +608,12 @@ ServerExtension CustomizationService::extension() {
                                  datatype_name(meta->datatype) + " " + shape_string(meta->shape));
       }
       for (size_t i = 0; i < count; ++i) {
-        json m = json::parse(meta->strings[i], nullptr, false);
+        json m;
+        try {
+          m = parse_untrusted_json(meta->strings[i]);
+        } catch (const JsonInputError& e) {
+          throw HttpError(400, "input 'metadata' element " + std::to_string(i) + ": " + e.what());
+        }
         if (!m.is_object()) {
           throw HttpError(400, "input 'metadata' element " + std::to_string(i) +
                                    ": expected a JSON object, got '" +
@@ -633,8 +638,12 @@ ServerExtension CustomizationService::extension() {
                      {"latest_version", latest ? latest->value("version", 0) : 0}});
   }});
   ext.routes.push_back({"POST", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
-    json request = json::parse(req.body, nullptr, false);
-    if (request.is_discarded()) throw HttpError(400, "job request: malformed JSON");
+    json request;
+    try {
+      request = parse_untrusted_json(req.body);
+    } catch (const JsonInputError& e) {
+      throw HttpError(400, std::string("job request: malformed JSON: ") + e.what());
+    }
     reply(res, 202, submit_job(req.matches.at(0), request));
   }});
   ext.routes.push_back({"GET", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {

@@ -12,8 +12,17 @@ namespace {
 
 const std::string kBase = "/v2/customization";
 
+// A server's answer parsed with the depth cap; discarded (is_discarded()) when malformed.
+json parse_answer(const std::string& body) {
+  try {
+    return parse_untrusted_json(body);
+  } catch (const JsonInputError&) {
+    return json(json::value_t::discarded);
+  }
+}
+
 std::string message_of(const std::string& body) {
-  json j = json::parse(body, nullptr, false);
+  json j = parse_answer(body);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) return j["error"];
   return body.empty() ? "(empty body)" : body.substr(0, 500);
 }
@@ -41,7 +50,7 @@ struct CustomizationClient::Impl {
   json expect_json(const std::string& method, const std::string& path,
                    std::initializer_list<int> ok, const std::string& body = "") {
     auto answer = expect(method, path, ok, body, body.empty() ? "" : "application/json");
-    json j = json::parse(answer.body, nullptr, false);
+    json j = parse_answer(answer.body);
     if (j.is_discarded()) {
       throw ProtocolError(method + " " + path + ": expected a JSON answer, got '" +
                           answer.body.substr(0, 200) + "'");
@@ -94,7 +103,7 @@ UploadAck CustomizationClient::upload_samples(const std::string& device,
   }
   const std::string path = kBase + "/devices/" + device + "/samples";
   auto answer = impl_->expect("POST", path, {200}, encoded.body, content_type, headers);
-  json j = json::parse(answer.body, nullptr, false);
+  json j = parse_answer(answer.body);
   const std::string context = "POST " + path + " answer";
   UploadAck ack;
   ack.acknowledged = json_field<std::vector<std::string>>(j, "acknowledged", context);
@@ -144,7 +153,11 @@ std::optional<json> CustomizationClient::latest_artifact(const std::string& devi
   const std::string path = kBase + "/devices/" + device + "/artifacts/latest";
   auto answer = impl_->expect("GET", path, {200, 404});
   if (answer.status == 404) return std::nullopt;
-  return json::parse(answer.body);
+  try {
+    return parse_untrusted_json(answer.body);
+  } catch (const JsonInputError& e) {
+    throw ProtocolError("GET " + path + ": malformed JSON answer: " + e.what());
+  }
 }
 
 json CustomizationClient::artifact_metadata(const std::string& device, int version) {

@@ -23,6 +23,7 @@ const char* kHelpRequests = "Inference requests by model and HTTP status code.";
 const char* kHelpLatency = "Time from receiving an inference request to answering it.";
 const char* kHelpBatchSize = "Rows (images) per call of the model by the dynamic batcher.";
 const char* kHelpQueueTime = "Time a request waited in the batcher's queue.";
+const char* kHelpResponses = "HTTP answers by endpoint and status code, errors included.";
 
 const std::vector<double> kLatencyBuckets = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                              0.1,    0.2,   0.5,   1.0,   2.0,  5.0};
@@ -142,6 +143,7 @@ struct ServerMetrics::Impl {
   prometheus::Family<prometheus::Histogram>* latency = nullptr;
   prometheus::Family<prometheus::Histogram>* batch_size = nullptr;
   prometheus::Family<prometheus::Histogram>* queue_time = nullptr;
+  prometheus::Family<prometheus::Counter>* responses = nullptr;
 #endif
 
   void observe(const char* name, const std::vector<double>& buckets, const std::string& model,
@@ -177,6 +179,8 @@ ServerMetrics::ServerMetrics(MetricsBackend backend) : impl_(std::make_unique<Im
         &prometheus::BuildHistogram().Name(kMetricBatchSize).Help(kHelpBatchSize).Register(r);
     impl_->queue_time =
         &prometheus::BuildHistogram().Name(kMetricQueueTime).Help(kHelpQueueTime).Register(r);
+    impl_->responses =
+        &prometheus::BuildCounter().Name(kMetricResponses).Help(kHelpResponses).Register(r);
   }
 #endif
 }
@@ -203,6 +207,17 @@ void ServerMetrics::count_request(const std::string& model, int status) {
   impl_->builtin.increment(kMetricRequests, {{"model", model}, {"code", std::to_string(status)}});
 }
 
+void ServerMetrics::count_response(const std::string& endpoint, int status) {
+#ifdef EDGEFM_HAVE_PROMETHEUS_CPP
+  if (impl_->backend == MetricsBackend::prometheus_cpp) {
+    impl_->responses->Add({{"endpoint", endpoint}, {"code", std::to_string(status)}}).Increment();
+    return;
+  }
+#endif
+  impl_->builtin.increment(kMetricResponses,
+                           {{"endpoint", endpoint}, {"code", std::to_string(status)}});
+}
+
 void ServerMetrics::observe_request_seconds(const std::string& model, double seconds) {
   impl_->observe(kMetricLatency, kLatencyBuckets, model, seconds);
 }
@@ -224,7 +239,8 @@ std::string ServerMetrics::text() const {
   return impl_->builtin.text({{kMetricRequests, kHelpRequests},
                               {kMetricLatency, kHelpLatency},
                               {kMetricBatchSize, kHelpBatchSize},
-                              {kMetricQueueTime, kHelpQueueTime}},
+                              {kMetricQueueTime, kHelpQueueTime},
+                              {kMetricResponses, kHelpResponses}},
                              {{kMetricLatency, kLatencyBuckets},
                               {kMetricBatchSize, kBatchBuckets},
                               {kMetricQueueTime, kQueueBuckets}});

@@ -15,6 +15,10 @@ inline constexpr const char* kMetricLatency =
     "edgefm_inference_request_duration_seconds";                                  // {model}
 inline constexpr const char* kMetricBatchSize = "edgefm_batch_size";              // {model}
 inline constexpr const char* kMetricQueueTime = "edgefm_batch_queue_duration_seconds";  // {model}
+// Every HTTP answer the server writes, whatever produced it (a route, an error of the HTTP
+// layer, load shedding): endpoint is infer, model, server, health, metrics, extension or
+// unknown.
+inline constexpr const char* kMetricResponses = "edgefm_http_responses_total";  // {endpoint,code}
 
 enum class MetricsBackend { automatic, prometheus_cpp, builtin };
 
@@ -32,6 +36,7 @@ class ServerMetrics {
 
   // All thread-safe.
   void count_request(const std::string& model, int status);
+  void count_response(const std::string& endpoint, int status);
   void observe_request_seconds(const std::string& model, double seconds);
   void observe_batch_rows(const std::string& model, int64_t rows);
   void observe_queue_seconds(const std::string& model, double seconds);

@@ -18,6 +18,14 @@ namespace {
   throw ProtocolError(context + ": expected " + expected + ", got " + got);
 }
 
+// A client value quoted in an error message: dumped without throwing (invalid UTF-8 is
+// replaced) and cut short, so a huge or odd value cannot make the error itself fail.
+std::string snippet(const json& value) {
+  std::string text = dump_json(value);
+  if (text.size() > 200) text = text.substr(0, 200) + "...";
+  return text;
+}
+
 std::string tensor_context(const std::string& name) { return "tensor '" + name + "'"; }
 
 template <typename T>
@@ -81,7 +89,7 @@ void append_integer(const json& element, const std::string& name, size_t index,
     fail(element_context(name, index),
          "an integer in [" + std::to_string(int64_t{std::numeric_limits<T>::min()}) + ", " +
              std::to_string(uint64_t{std::numeric_limits<T>::max()}) + "]",
-         element.dump());
+         snippet(element));
   }
   size_t at = raw.size();
   raw.resize(at + sizeof(T));
@@ -103,9 +111,14 @@ void read_json_data(const json& data, Tensor& t, int64_t expected_count) {
       auto* out = reinterpret_cast<float*>(t.raw.data());
       for (size_t i = 0; i < elements.size(); ++i) {
         if (!elements[i]->is_number()) {
-          fail(element_context(t.name, i), "a number", elements[i]->dump());
+          fail(element_context(t.name, i), "a number", snippet(*elements[i]));
         }
-        out[i] = static_cast<float>(elements[i]->get<double>());
+        const double v = elements[i]->get<double>();
+        // Converting a double beyond the float range is undefined behaviour, not infinity.
+        if (std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max()) {
+          fail(element_context(t.name, i), "a number within the FP32 range", snippet(*elements[i]));
+        }
+        out[i] = static_cast<float>(v);
       }
       break;
     }
@@ -128,7 +141,7 @@ void read_json_data(const json& data, Tensor& t, int64_t expected_count) {
       t.strings.reserve(elements.size());
       for (size_t i = 0; i < elements.size(); ++i) {
         if (!elements[i]->is_string()) {
-          fail(element_context(t.name, i), "a string", elements[i]->dump());
+          fail(element_context(t.name, i), "a string", snippet(*elements[i]));
         }
         t.strings.push_back(elements[i]->get<std::string>());
       }
@@ -182,42 +195,42 @@ int64_t read_binary_size(const json& parameters, const std::string& name) {
   const auto& size = parameters.at("binary_data_size");
   if (!size.is_number_integer() || size.get<int64_t>() < 0) {
     fail(tensor_context(name), "parameters.binary_data_size to be a non-negative integer",
-         size.dump());
+         snippet(size));
   }
   return size.get<int64_t>();
 }
 
 Tensor decode_tensor(const json& j, BinaryCursor& cursor, const std::string& what) {
-  if (!j.is_object()) fail(what, "a tensor object", j.dump());
+  if (!j.is_object()) fail(what, "a tensor object", snippet(j));
   auto field = [&](const char* key) -> const json& {
     if (!j.contains(key)) throw ProtocolError(what + ": missing field '" + key + "'");
     return j.at(key);
   };
   const json& name_field = field("name");
-  if (!name_field.is_string()) fail(what + " field 'name'", "a string", name_field.dump());
+  if (!name_field.is_string()) fail(what + " field 'name'", "a string", snippet(name_field));
   Tensor t;
   t.name = name_field.get<std::string>();
   std::string context = tensor_context(t.name);
 
   const json& shape_field = field("shape");
-  if (!shape_field.is_array()) fail(context + " field 'shape'", "an array", shape_field.dump());
+  if (!shape_field.is_array()) fail(context + " field 'shape'", "an array", snippet(shape_field));
   for (const auto& dim : shape_field) {
     if (!dim.is_number_integer()) {
-      fail(context + " field 'shape'", "integer dimensions", shape_field.dump());
+      fail(context + " field 'shape'", "integer dimensions", snippet(shape_field));
     }
     t.shape.push_back(dim.get<int64_t>());
   }
   int64_t count = shape_element_count(t.shape, t.name);
 
   const json& type_field = field("datatype");
-  if (!type_field.is_string()) fail(context + " field 'datatype'", "a string", type_field.dump());
+  if (!type_field.is_string()) fail(context + " field 'datatype'", "a string", snippet(type_field));
   t.datatype = parse_datatype(type_field.get<std::string>(), t.name);
 
   const json* parameters = nullptr;
   if (j.contains("parameters")) {
     parameters = &j.at("parameters");
     if (!parameters->is_object()) {
-      fail(context + " field 'parameters'", "an object", parameters->dump());
+      fail(context + " field 'parameters'", "an object", snippet(*parameters));
     }
   }
   if (parameters != nullptr && parameters->contains("binary_data_size")) {
@@ -310,8 +323,8 @@ json parse_header(std::string_view body, std::optional<size_t> json_size, Binary
   }
   json header;
   try {
-    header = json::parse(text);
-  } catch (const json::parse_error& e) {
+    header = parse_untrusted_json(text);
+  } catch (const JsonInputError& e) {
     throw ProtocolError(std::string("malformed JSON in ") + what + ": " + e.what());
   }
   if (!header.is_object()) fail(what, "a JSON object", header.type_name());
@@ -350,21 +363,21 @@ std::vector<Tensor> decode_tensors(const json& header, const char* key, BinaryCu
 std::string optional_string(const json& header, const char* key, const char* what) {
   if (!header.contains(key)) return {};
   const json& value = header.at(key);
-  if (!value.is_string()) fail(std::string(what) + " field '" + key + "'", "a string", value.dump());
+  if (!value.is_string()) fail(std::string(what) + " field '" + key + "'", "a string", snippet(value));
   return value.get<std::string>();
 }
 
 json optional_parameters(const json& header, const std::string& what) {
   if (!header.contains("parameters")) return json::object();
   const json& value = header.at("parameters");
-  if (!value.is_object()) fail(what + " field 'parameters'", "an object", value.dump());
+  if (!value.is_object()) fail(what + " field 'parameters'", "an object", snippet(value));
   return value;
 }
 
 bool bool_parameter(const json& parameters, const char* key, const std::string& what) {
   if (!parameters.contains(key)) return false;
   const json& value = parameters.at(key);
-  if (!value.is_boolean()) fail(what + " parameter '" + key + "'", "true or false", value.dump());
+  if (!value.is_boolean()) fail(what + " parameter '" + key + "'", "true or false", snippet(value));
   return value.get<bool>();
 }
 
@@ -573,7 +586,7 @@ InferRequest decode_request(std::string_view body, std::optional<size_t> json_si
     for (size_t i = 0; i < outputs.size(); ++i) {
       std::string where = "inference request outputs[" + std::to_string(i) + "]";
       const json& o = outputs[i];
-      if (!o.is_object()) fail(where, "an object", o.dump());
+      if (!o.is_object()) fail(where, "an object", snippet(o));
       if (!o.contains("name") || !o.at("name").is_string()) {
         throw ProtocolError(where + ": missing field 'name'");
       }
@@ -611,7 +624,8 @@ size_t parse_header_content_length(const std::string& value) {
 }
 
 std::string error_body(const std::string& message) {
-  return json{{"error", message}}.dump();
+  // The message may quote client bytes (a path, a BYTES element): never throw on them.
+  return dump_json(json{{"error", message}});
 }
 
 }  // namespace edgefm::cloud

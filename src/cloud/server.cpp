@@ -36,7 +36,7 @@ const char* kTextOutputs[] = {"embedding", "class_names"};
 
 void reply_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dump_json(body), "application/json");
 }
 
 void reply_error(httplib::Response& res, int status, const std::string& message) {
@@ -73,6 +73,7 @@ struct CloudServer::Impl {
   models::FoundationModel fm;
   ServerOptions options;
   std::vector<ServerExtension> extensions;
+  std::vector<std::regex> extension_patterns;
   ServerMetrics metrics;
   std::unique_ptr<DynamicBatcher> batcher;
   httplib::Server http;
@@ -112,10 +113,27 @@ struct CloudServer::Impl {
       reply_error(res, e.status(), e.what());
     } catch (const ProtocolError& e) {
       reply_error(res, 400, e.what());
+    } catch (const JsonInputError& e) {
+      reply_error(res, 400, e.what());
     } catch (const std::exception& e) {
       reply_error(res, 500, std::string("internal error: ") + e.what());
     }
     if (res.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  }
+
+  // The endpoint label of /metrics' response counter: a small fixed set, whatever the path.
+  std::string endpoint_of(const std::string& path) const {
+    static const std::regex infer(R"(/v2/models/[^/]+(?:/versions/[^/]+)?/infer)");
+    static const std::regex model(R"(/v2/models/[^/]+(?:/versions/[^/]+)?(?:/ready)?)");
+    if (path.rfind("/v2/health/", 0) == 0) return "health";
+    if (path == "/metrics") return "metrics";
+    if (path == "/v2" || path == "/v2/") return "server";
+    if (std::regex_match(path, infer)) return "infer";
+    if (std::regex_match(path, model)) return "model";
+    for (const auto& pattern : extension_patterns) {
+      if (std::regex_match(path, pattern)) return "extension";
+    }
+    return "unknown";
   }
 
   void check_model(const std::string& name, const std::string& version) const {
@@ -437,7 +455,10 @@ struct CloudServer::Impl {
 
   void install_routes() {
     for (const auto& extension : extensions) {
-      for (const auto& route : extension.routes) install_extension_route(route);
+      for (const auto& route : extension.routes) {
+        install_extension_route(route);
+        extension_patterns.emplace_back(route.pattern);
+      }
     }
     http.Get(R"(/v2/?)", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(req, res, [&] { reply_json(res, 200, server_metadata()); });
@@ -496,6 +517,10 @@ struct CloudServer::Impl {
       res.set_content(error_body(message), "application/json");
       return httplib::Server::HandlerResponse::Handled;
     }));
+    // httplib calls the logger for every answer it writes, its own errors included.
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      metrics.count_response(endpoint_of(req.path), res.status);
+    });
     http.set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
           std::string message = "internal error";

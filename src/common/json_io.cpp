@@ -8,6 +8,33 @@
 
 namespace edgefm {
 
+json parse_untrusted_json(std::string_view text, int max_depth) {
+  // The callback sees each container start with the number of containers already open; it
+  // throws before a level beyond the limit is added, so the partial DOM stays shallow.
+  struct TooDeep {};
+  auto limit = [max_depth](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start ||
+         event == json::parse_event_t::array_start) &&
+        depth >= max_depth) {
+      throw TooDeep{};
+    }
+    return true;
+  };
+  try {
+    return json::parse(text.begin(), text.end(), limit);
+  } catch (const TooDeep&) {
+    throw JsonInputError("JSON nested deeper than " + std::to_string(max_depth) +
+                         " levels (the limit)");
+  } catch (const json::exception& e) {
+    // parse_error for malformed text, out_of_range for numbers like 1e400.
+    throw JsonInputError(e.what());
+  }
+}
+
+std::string dump_json(const json& value, int indent) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 json read_json_file(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw Error("cannot open JSON file '" + path.string() + "'");

@@ -1,6 +1,8 @@
 #include "data/idx.h"
 
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <zlib.h>
 
 #include "common/error.h"
@@ -35,7 +37,22 @@ void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
 
 }  // namespace
 
-std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
+namespace {
+
+// A gzip bomb inflates to far more than its header says: a 1 MB file can hold 1 GiB of
+// zeros. Inflation is bounded by what the header announces, and absolutely.
+constexpr uint64_t kMaxInflatedBytes = uint64_t{4} << 30;
+// Bytes allowed beyond the header's size, so a little trailing data still gets the readers'
+// own "trailing data" message.
+constexpr uint64_t kInflateSlack = 64 << 10;
+
+// The most bytes the whole content may have, given its first bytes (the IDX header).
+struct SizeBound {
+  size_t header_bytes = 0;  // 0: no header-based bound
+  std::function<uint64_t(const uint8_t* header)> limit;
+};
+
+std::vector<uint8_t> read_bounded(const std::filesystem::path& path, const SizeBound& bound) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open '" + path.string() + "'");
   std::vector<uint8_t> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -44,7 +61,9 @@ std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
   z_stream stream{};
   if (inflateInit2(&stream, 15 + 32) != Z_OK) throw Error("zlib init failed");
   std::vector<uint8_t> out;
-  std::vector<uint8_t> chunk(1 << 20);
+  std::vector<uint8_t> chunk(256 << 10);
+  uint64_t limit = kMaxInflatedBytes;
+  bool header_seen = bound.header_bytes == 0;
   stream.next_in = raw.data();
   stream.avail_in = static_cast<uInt>(raw.size());
   int status = Z_OK;
@@ -58,6 +77,18 @@ std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
                   (stream.msg ? stream.msg : "unexpected end of stream") + ")");
     }
     out.insert(out.end(), chunk.data(), chunk.data() + (chunk.size() - stream.avail_out));
+    if (!header_seen && out.size() >= bound.header_bytes) {
+      header_seen = true;
+      limit = std::min(limit, bound.limit(out.data()) + kInflateSlack);
+    }
+    if (out.size() > limit) {
+      inflateEnd(&stream);
+      throw Error("'" + path.string() + "': gzip data inflates beyond " + std::to_string(limit) +
+                  " bytes" +
+                  (limit < kMaxInflatedBytes ? " (what its header announces, plus " +
+                                                   std::to_string(kInflateSlack) + " bytes)"
+                                             : " (the limit)"));
+    }
     if (status == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
       inflateEnd(&stream);
       throw Error("'" + path.string() + "': truncated gzip data");
@@ -67,8 +98,32 @@ std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
   return out;
 }
 
+uint32_t be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// IDX images: magic, count, rows, cols, then count * rows * cols bytes. A header that is
+// wrong (magic, sides) bounds the content to the header; the reader then says what is wrong.
+const SizeBound kImagesBound{16, [](const uint8_t* h) -> uint64_t {
+  const uint32_t rows = be32(h + 8), cols = be32(h + 12);
+  if (be32(h) != kImagesMagic || rows == 0 || cols == 0 || rows > 4096 || cols > 4096) return 16;
+  return 16 + uint64_t{be32(h + 4)} * rows * cols;
+}};
+
+// IDX labels: magic, count, then count bytes.
+const SizeBound kLabelsBound{8, [](const uint8_t* h) -> uint64_t {
+  if (be32(h) != kLabelsMagic) return 8;
+  return 8 + uint64_t{be32(h + 4)};
+}};
+
+}  // namespace
+
+std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
+  return read_bounded(path, SizeBound{});
+}
+
 IdxImages read_idx_images(const std::filesystem::path& path) {
-  auto bytes = read_maybe_gzipped(path);
+  auto bytes = read_bounded(path, kImagesBound);
   const std::string where = "IDX images '" + path.string() + "'";
   uint32_t magic = bytes.size() >= 4 ? read_be32(bytes, 0) : 0;
   if (bytes.size() >= 4 && magic != kImagesMagic) {
@@ -104,7 +159,7 @@ IdxImages read_idx_images(const std::filesystem::path& path) {
 }
 
 std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
-  auto bytes = read_maybe_gzipped(path);
+  auto bytes = read_bounded(path, kLabelsBound);
   const std::string where = "IDX labels '" + path.string() + "'";
   uint32_t magic = bytes.size() >= 4 ? read_be32(bytes, 0) : 0;
   if (bytes.size() >= 4 && magic != kLabelsMagic) {

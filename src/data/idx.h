@@ -25,7 +25,8 @@ std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path);
 Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
                       std::vector<std::string> class_names, std::string name = "idx");
 
-// Whole file content, transparently gunzipped when it starts with the gzip magic.
+// Whole file content, transparently gunzipped when it starts with the gzip magic; inflating
+// beyond 4 GiB throws Error. (read_idx_images/labels bound inflation by the IDX header.)
 std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path);
 
 // Writes an uncompressed IDX pair (used by tests and by `edgefm` exports).

@@ -112,6 +112,38 @@ TEST_F(IdxTest, TruncatedGzipStream) {
   EXPECT_NE(message.find("gzip"), std::string::npos) << message;
 }
 
+// A gzip bomb: the header claims 10 images of 28x28 (7 840 pixel bytes), the stream inflates
+// to 200 MB of zeros. Refused once the output passes what the header announces, without
+// inflating (or holding) the rest.
+TEST_F(IdxTest, GzipBombIsRefusedByItsHeader) {
+  const fs::path bomb = dir_ / "bomb-images.gz";
+  const fs::path labels_bomb = dir_ / "bomb-labels.gz";
+  for (const auto& [path, header] :
+       {std::pair{bomb, std::string("\x00\x00\x08\x03\x00\x00\x00\x0a\x00\x00\x00\x1c\x00\x00\x00\x1c", 16)},
+        std::pair{labels_bomb, std::string("\x00\x00\x08\x01\x00\x00\x00\x0a", 8)}}) {
+    gzFile f = gzopen(path.c_str(), "wb1");
+    ASSERT_NE(f, nullptr);
+    gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
+    const std::string zeros(1 << 20, '\0');
+    for (int i = 0; i < 200; ++i) gzwrite(f, zeros.data(), static_cast<unsigned>(zeros.size()));
+    gzclose(f);
+  }
+  ASSERT_LT(fs::file_size(bomb), 1u << 20);
+  auto message = error_of([&] { read_idx_images(bomb); });
+  EXPECT_NE(message.find("inflates beyond"), std::string::npos) << message;
+  EXPECT_NE(message.find("what its header announces"), std::string::npos) << message;
+  message = error_of([&] { read_idx_labels(labels_bomb); });
+  EXPECT_NE(message.find("inflates beyond"), std::string::npos) << message;
+  // A gzipped file of the announced size still reads.
+  write_idx_images(dir_ / "img", images_);
+  gzip(dir_ / "img", dir_ / "img.gz");
+  EXPECT_EQ(read_idx_images(dir_ / "img.gz").pixels, images_.pixels);
+  // A little trailing data keeps its own message.
+  write_raw(dir_ / "long", raw(dir_ / "img") + "xx");
+  gzip(dir_ / "long", dir_ / "long.gz");
+  EXPECT_NE(error_of([&] { read_idx_images(dir_ / "long.gz"); }).find("trailing"), std::string::npos);
+}
+
 TEST_F(IdxTest, TrailingBytesRejected) {
   write_idx_images(dir_ / "img", images_);
   write_raw(dir_ / "long", raw(dir_ / "img") + "xx");
