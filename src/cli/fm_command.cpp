@@ -82,7 +82,8 @@ void run_fm_eval(const FmEvalOptions& o) {
 }  // namespace
 
 void add_fm_command(CLI::App& app) {
-  auto* fm = app.add_subcommand("fm", "The reference foundation model: train it, evaluate it");
+  auto* fm = app.add_subcommand(
+      "fm", "The reference foundation model: train it, evaluate it; or write a CLIP-shaped stand-in");
   fm->require_subcommand(1);
 
   auto train_options = std::make_shared<FmTrainOptions>();
@@ -109,6 +110,28 @@ void add_fm_command(CLI::App& app) {
   add_fm_options(*eval, eval_options->fm);
   eval->add_option("--json", eval_options->json_path, "Write the result as JSON");
   eval->callback([eval_options] { run_fm_eval(*eval_options); });
+
+  struct StandInOptions {
+    std::vector<std::string> classes;
+    std::string out;
+    uint64_t seed = 3;
+  };
+  auto stand_in = std::make_shared<StandInOptions>();
+  auto* clip = fm->add_subcommand(
+      "clip-shaped",
+      "Write a CLIP-shaped stand-in FM with random weights (fm.ts: TorchScript, 3x224x224 ->\n"
+      "512, 24 M parameters; pool.json; spec.json) to try and measure the real-FM path\n"
+      "(--fm-torchscript, --fm-pool, --fm-spec) where no real weights can be had. It recognizes\n"
+      "nothing. A real CLIP: tools/export_clip.py and docs/real-fm.md");
+  clip->add_option("--classes", stand_in->classes, "class names of the pool (comma-separated)")
+      ->required()
+      ->delimiter(',');
+  clip->add_option("--out", stand_in->out, "folder to write")->required();
+  clip->add_option("--seed", stand_in->seed, "random seed of the weights")->capture_default_str();
+  clip->callback([stand_in] {
+    models::write_clip_shaped_stand_in(stand_in->out, stand_in->classes, stand_in->seed);
+    std::fprintf(stderr, "[fm] wrote %s/fm.ts, pool.json, spec.json\n", stand_in->out.c_str());
+  });
 }
 
 }  // namespace edgefm::cli

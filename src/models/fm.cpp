@@ -458,4 +458,42 @@ FoundationModel load_torchscript_foundation_model(const std::filesystem::path& m
   return fm;
 }
 
+void write_clip_shaped_stand_in(const std::filesystem::path& dir,
+                                const std::vector<std::string>& class_names, uint64_t seed) {
+  constexpr int width = 768, hidden = 3072, dim = 512, blocks = 5;
+  if (class_names.size() < 2) {
+    fail_expected("CLIP-shaped stand-in", "at least 2 class names", std::to_string(class_names.size()));
+  }
+  std::filesystem::create_directories(dir);
+  torch::manual_seed(seed);
+  torch::jit::Module module("ClipShaped");
+  module.register_parameter("patch", torch::randn({width, 3, 16, 16}) * 0.02, false);
+  std::string body =
+      "def forward(self, x):\n"
+      "    h = torch.conv2d(x, self.patch, None, [16, 16]).mean([2, 3])\n";
+  for (int b = 0; b < blocks; ++b) {
+    const auto i = std::to_string(b);
+    module.register_parameter("up" + i, torch::randn({width, hidden}) * 0.02, false);
+    module.register_parameter("down" + i, torch::randn({hidden, width}) * 0.02, false);
+    body += "    h = h + torch.relu(h.matmul(self.up" + i + ")).matmul(self.down" + i + ")\n";
+  }
+  module.register_parameter("proj", torch::randn({width, dim}) * 0.03, false);
+  body += "    return h.matmul(self.proj)\n";
+  module.define(body);
+  module.save((dir / "fm.ts").string());
+
+  TextPool pool(dim);
+  for (const auto& name : class_names) {
+    auto v = torch::randn({dim});
+    v = v / v.norm();
+    pool.set(name, std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + dim));
+  }
+  pool.save(dir / "pool.json");
+  data::SampleSpec spec;
+  spec.shape = {3, 224, 224};
+  spec.mean = {0.48145466f, 0.4578275f, 0.40821073f};
+  spec.std = {0.26862954f, 0.26130258f, 0.27577711f};
+  write_json_file(dir / "spec.json", data::to_json(spec));
+}
+
 }  // namespace edgefm::models

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/encoder.h"
 #include "models/text_encoder.h"
@@ -32,5 +33,14 @@ FoundationModel load_foundation_model(const std::filesystem::path& path,
 FoundationModel load_torchscript_foundation_model(const std::filesystem::path& module_path,
                                                   const std::filesystem::path& pool_path,
                                                   const data::SampleSpec& spec);
+
+// A CLIP-shaped stand-in with random weights, to try the real-FM path (and measure it)
+// where no real weights can be had: writes `dir`/fm.ts (TorchScript: 16 x 16 patch embedding
+// of a 3 x 224 x 224 input, mean over patches, five residual 768-3072-768 MLP blocks, a
+// projection to 512; 24.2 M parameters), `dir`/pool.json (a seeded random unit vector per
+// class name) and `dir`/spec.json (224 x 224 RGB, "shorter" resize, CLIP's mean/std). It
+// recognizes nothing: its answers are as good as random.
+void write_clip_shaped_stand_in(const std::filesystem::path& dir,
+                                const std::vector<std::string>& class_names, uint64_t seed = 3);
 
 }  // namespace edgefm::models

@@ -5,7 +5,6 @@
 // size, and `edgefm edge` sends unlabelled PNG files edge -> cloud. A data set of another
 // spec is refused.
 #include <gtest/gtest.h>
-#include <torch/script.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,31 +26,7 @@ namespace edgefm {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr int kWidth = 768, kHidden = 3072, kDim = 512;
-
-// Patch embedding (16 x 16 patches, as ViT-B/16), mean over patches, five residual MLP
-// blocks and a projection: 24.2 M parameters.
-void write_clip_shaped_module(const fs::path& path) {
-  torch::manual_seed(3);
-  torch::jit::Module module("ClipShaped");
-  module.register_parameter("patch", torch::randn({kWidth, 3, 16, 16}) * 0.02, false);
-  for (int b = 0; b < 5; ++b) {
-    module.register_parameter("up" + std::to_string(b), torch::randn({kWidth, kHidden}) * 0.02, false);
-    module.register_parameter("down" + std::to_string(b), torch::randn({kHidden, kWidth}) * 0.02, false);
-  }
-  module.register_parameter("proj", torch::randn({kWidth, kDim}) * 0.03, false);
-  std::string body = R"(
-    def forward(self, x):
-        h = torch.conv2d(x, self.patch, None, [16, 16]).mean([2, 3])
-)";
-  for (int b = 0; b < 5; ++b) {
-    const auto i = std::to_string(b);
-    body += "        h = h + torch.relu(h.matmul(self.up" + i + ")).matmul(self.down" + i + ")\n";
-  }
-  body += "        return h.matmul(self.proj)\n";
-  module.define(body);
-  module.save(path.string());
-}
+constexpr int kDim = 512;
 
 // Three classes told apart by colour, at 40 x 48 (not the FM's size: the loader resizes).
 void write_png_classes(const fs::path& root, int per_class, int offset) {
@@ -84,21 +59,12 @@ TEST(RealFmPath, ClipShapedTorchScriptFromCustomizeToEdge) {
   fs::create_directories(dir);
   const std::string bin = EDGEFM_BIN;
 
-  write_clip_shaped_module(dir / "fm.ts");
-  const json spec = {{"modality", "image"},
-                     {"shape", {3, 224, 224}},
-                     {"image", {{"resize_mode", "shorter"}}},
-                     {"mean", {0.48145466, 0.4578275, 0.40821073}},
-                     {"std", {0.26862954, 0.26130258, 0.27577711}}};
-  write_json_file(dir / "spec.json", spec);
-  models::TextPool pool(kDim);
-  torch::manual_seed(4);
-  for (const char* name : {"red", "green", "blue"}) {
-    auto v = torch::randn({kDim});
-    v = v / v.norm();
-    pool.set(name, std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + kDim));
-  }
-  pool.save(dir / "pool.json");
+  // As a user would: `edgefm fm clip-shaped` writes fm.ts, pool.json and spec.json.
+  ASSERT_EQ(run(bin + " fm clip-shaped --classes red,green,blue --out " + dir.string() + " > " +
+                (dir / "stand-in.log").string() + " 2>&1"),
+            0);
+  const json spec = read_json_file(dir / "spec.json");
+  EXPECT_EQ(spec.at("shape"), json({3, 224, 224}));
 
   // The encoder as the cloud loads it: over 20 M parameters, at 3 x 224 x 224.
   auto fm = models::load_torchscript_foundation_model(
