@@ -17,6 +17,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cloud/client.h"
 #include "common/error.h"
 #include "common/json_io.h"
 #include "common/json_lines.h"
@@ -193,6 +194,22 @@ void run_edge(const EdgeCommandOptions& o) {
   }
   std::mutex files_mutex;
   std::vector<std::string> stdin_files;  // path of each sample fed from stdin, by id
+  // The cloud's FM must take the student's samples; an unreachable cloud is only reported
+  // (the runtime answers from the edge until it is back).
+  if (options.policy != edge::Policy::edge_only) {
+    try {
+      cloud::OipClient client(options.client);
+      const json meta = client.model_metadata(options.client.image_model);
+      const json params = meta.value("parameters", json::object());
+      if (params.contains("sample_spec")) {
+        data::check_same_spec(data::spec_from_json(params.at("sample_spec"), "the cloud's sample spec"),
+                              "the cloud's FM at " + o.server, spec, "the student");
+      }
+    } catch (const cloud::RequestError& e) {
+      std::fprintf(stderr, "[edge] the cloud did not answer its model metadata (%s); going on, "
+                   "cloud-bound samples fall back to the edge until it does\n", e.what());
+    }
+  }
 
   std::unique_ptr<std::ofstream> log;
   if (!o.log_path.empty()) {

@@ -122,10 +122,19 @@ TEST(RealFmPath, ClipShapedTorchScriptFromCustomizeToEdge) {
           std::to_string(port) + " --policy cloud-only --l-app-ms 5000 --rate 0 --input " +
           (dir / "test").string() + " --log " + answers.string() + " --json " + summary.string() +
           " --quiet > " + (dir / "edge.log").string() + " 2>&1");
+  // A student of another spec (grey 28 x 28) is refused by the edge against this cloud.
+  const std::string refused_log = (dir / "refused.log").string();
+  const int refused = run(bin + " edge --student " + testing::small_models().student +
+                          " --server http://127.0.0.1:" + std::to_string(port) +
+                          " --samples 5 --quiet > " + refused_log + " 2>&1");
   pid_t serve_pid = 0;
   std::ifstream(dir / "serve.pid") >> serve_pid;
   if (serve_pid > 0) ::kill(serve_pid, SIGTERM);
   ASSERT_EQ(edge_status, 0) << "see " << dir / "edge.log";
+  EXPECT_NE(refused, 0);
+  std::ifstream refused_in(refused_log);
+  const std::string refusal((std::istreambuf_iterator<char>(refused_in)), {});
+  EXPECT_NE(refusal.find("the cloud's FM"), std::string::npos) << refusal;
 
   const json result = read_json_file(summary);
   EXPECT_EQ(result.at("samples").get<int>(), 12);
