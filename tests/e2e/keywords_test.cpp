@@ -84,6 +84,28 @@ TEST(Keywords, SynthesizedAudioThroughTheWholePipeline) {
   ASSERT_TRUE(std::getline(lines, line));
   EXPECT_NE(json::parse(line).at("file").get<std::string>().find(".wav"), std::string::npos);
 
+  // A live stream: file paths on standard input (one unreadable), answers on stdout.
+  const std::string live = (dir / "live.jsonl").string();
+  ASSERT_EQ(run("(find " + (data / "test").string() + " -name '*.wav' | sort | head -5; echo " +
+                (dir / "missing.wav").string() + ") | " + bin + " edge --student " + student +
+                " --policy edge-only --input - --quiet > " + live + " 2>> " +
+                (dir / "log.txt").string()),
+            0)
+      << "see " << dir / "log.txt";
+  std::ifstream live_in(live);
+  int answered = 0;
+  while (std::getline(live_in, line)) {
+    const json a = json::parse(line);
+    EXPECT_EQ(a.at("route"), "edge");
+    EXPECT_NE(a.at("file").get<std::string>().find(".wav"), std::string::npos);
+    ++answered;
+  }
+  EXPECT_EQ(answered, 5);
+  std::ifstream log_in(dir / "log.txt");
+  const std::string log_text((std::istreambuf_iterator<char>(log_in)), {});
+  EXPECT_NE(log_text.find("skipped"), std::string::npos);
+  EXPECT_NE(log_text.find("missing.wav"), std::string::npos);
+
   // A data set of another spec cannot meet this FM.
   EXPECT_NE(run(bin + " eval --fm " + fm + " --student " + student + " --test-limit 20" + log), 0);
   fs::remove_all(dir);
