@@ -9,6 +9,7 @@
 #include <functional>
 #include <thread>
 
+#include "support/error_of.h"
 #include "common/error.h"
 #include "data/audio.h"
 #include "support/temp_dir.h"
@@ -60,14 +61,7 @@ void put_le16(std::string& bytes, size_t at, uint16_t value) {
   bytes[at + 1] = static_cast<char>(value >> 8);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using edgefm::testing::error_of;
 
 int zero_crossings(const std::vector<float>& x, size_t from, size_t to) {
   int n = 0;

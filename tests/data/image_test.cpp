@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/error_of.h"
 #include "common/error.h"
 #include "data/image.h"
 #include "data/sample_spec.h"
@@ -161,14 +162,7 @@ void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using edgefm::testing::error_of;
 
 SampleSpec image_spec(int channels, int height, int width, std::string mode = "shorter",
                       int fill = 0) {

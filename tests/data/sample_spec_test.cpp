@@ -2,20 +2,14 @@
 // the normalization that every model applies.
 #include <gtest/gtest.h>
 
+#include "support/error_of.h"
 #include "common/error.h"
 #include "data/sample_spec.h"
 
 namespace edgefm::data {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using edgefm::testing::error_of;
 
 TEST(SampleSpec, ImageRoundTripAndDefaults) {
   SampleSpec spec;
