@@ -10,6 +10,7 @@
 
 #include <httplib.h>
 
+#include "cloud/http_front.h"
 #include "cloud/metrics.h"
 #include "cloud/oip.h"
 #include "common/error.h"
@@ -76,7 +77,7 @@ struct CloudServer::Impl {
   std::vector<std::regex> extension_patterns;
   ServerMetrics metrics;
   std::unique_ptr<DynamicBatcher> batcher;
-  httplib::Server http;
+  HttpFront http;
   std::thread listener;
   int port = 0;
   std::atomic<bool> stopping{false};
@@ -85,7 +86,20 @@ struct CloudServer::Impl {
   std::mutex text_mutex;  // TextEncoder promises no thread safety
 
   Impl(models::FoundationModel model, ServerOptions opts)
-      : fm(std::move(model)), options(std::move(opts)) {}
+      : fm(std::move(model)), options(std::move(opts)), http(front_options()) {}
+
+  HttpFrontOptions front_options() {
+    HttpFrontOptions f;
+    f.workers = std::max(1, options.threads);
+    f.max_queued = options.max_queued_requests;
+    f.max_connections = options.max_connections;
+    f.header_timeout_s = options.header_timeout_s;
+    f.idle_timeout_s = options.keep_alive_timeout_s;
+    f.io_timeout_s = options.io_timeout_s;
+    f.request_timeout_s = options.request_timeout_s;
+    f.on_front_answer = [this](int status) { metrics.count_response("unrouted", status); };
+    return f;
+  }
 
   // ---- request plumbing -------------------------------------------------------------
 
@@ -579,8 +593,8 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
         impl->metrics.observe_batch_rows(impl->options.image_model, info.rows);
       });
 
-  const int threads = o.threads;
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  // Connections are handled by HttpFront (cloud/http_front.h): its workers, timeouts and
+  // load shedding replace httplib's thread pool and keep-alive settings.
   s.http.set_tcp_nodelay(true);
   // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
   // and silently take half the connections; SO_REUSEADDR alone still allows a quick restart.
@@ -588,8 +602,6 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  s.http.set_keep_alive_max_count(1000000);
-  s.http.set_keep_alive_timeout(o.keep_alive_timeout_s);
   s.http.set_payload_max_length(o.max_request_bytes);
   s.install_routes();
 
@@ -603,6 +615,7 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
     }
     s.port = o.port;
   }
+  s.http.start();
   s.listener = std::thread([impl = impl_.get()] {
     impl->http.listen_after_bind();
     impl->listen_returned = true;
@@ -626,6 +639,7 @@ void CloudServer::stop() {
     impl_->batcher->stop_waiting();
     impl_->http.stop();
     if (impl_->listener.joinable()) impl_->listener.join();
+    impl_->http.shutdown();  // answers what is queued, closes every connection
     impl_->batcher->stop();
   });
 }
