@@ -41,7 +41,8 @@ Clock::time_point after(double seconds) {
 }
 
 int millis_until(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(left, 0, 1 << 30));
 }
 
@@ -323,8 +324,8 @@ struct HttpFront::Core {
     }
     auto conn_ptr = unwatch(fd);
     const std::string& b = conn_ptr->buffer;
-    const bool is_control = b.rfind("GET /v2/health/", 0) == 0 || b.rfind("GET /metrics ", 0) == 0 ||
-                            b.rfind("GET /metrics?", 0) == 0;
+    const bool is_control = b.rfind("GET /v2/health/", 0) == 0 ||
+                            b.rfind("GET /metrics ", 0) == 0 || b.rfind("GET /metrics?", 0) == 0;
     {
       std::unique_lock lock(mutex);
       auto& queue = is_control ? control : requests;

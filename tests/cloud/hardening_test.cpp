@@ -417,6 +417,109 @@ const std::string kInferHead = "POST /v2/models/fm/infer HTTP/1.1\r\nHost: test\
                                "Content-Type: application/json\r\n";
 const std::string kAuth = std::string("Authorization: Bearer ") + kToken + "\r\n";
 
+// ---- 3. body limits and the order of checks -------------------------------------------------
+
+// One chunk of a chunked body.
+std::string chunk(const std::string& data) {
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return size + data + "\r\n";
+}
+
+TEST(Hardening, AChunkedBodyWithoutTokenIsRefusedBeforeItIsRead) {
+  TestServer s;
+  for (const std::string path : {"/v2/models/fm/infer", "/v2/nothing"}) {
+    RawConnection c(s.server->port());
+    ASSERT_TRUE(c.connected());
+    // Headers and one chunk; the rest of the (endless) body never comes.
+    c.send("POST " + path + " HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           chunk(std::string(64 << 10, ' ')));
+    auto answer = c.read_answer();
+    EXPECT_EQ(answer.status, path == "/v2/nothing" ? 404 : 401) << path << ": " << answer.head;
+    EXPECT_EQ(answer.header("Connection"), "close") << answer.head;
+    error_in(answer);
+  }
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, AChunkedBodyBeyondTheLimitIs413) {
+  TestServer s;  // limit 64 KiB
+  RawConnection c(s.server->port());
+  c.send(kInferHead + kAuth + "Transfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 64; ++i) {
+    if (!c.send(chunk(std::string(16 << 10, ' ')))) break;  // 1 MiB in all, if the server reads
+  }
+  auto answer = c.read_answer();
+  EXPECT_EQ(answer.status, 413) << answer.head << answer.body;
+  EXPECT_NE(error_in(answer).find("exceeds the limit of 65536 bytes"), std::string::npos);
+  // A chunked body within the limit is fine.
+  RawConnection ok(s.server->port());
+  const std::string body = one_image_json();
+  ok.send(kInferHead + kAuth + "Transfer-Encoding: chunked\r\n\r\n" + chunk(body.substr(0, 100)) +
+          chunk(body.substr(100)) + "0\r\n\r\n");
+  EXPECT_EQ(ok.read_answer().status, 200);
+  expect_serving(*s.raw());
+  EXPECT_NE(s.server->metrics_text().find(R"(code="413")"), std::string::npos);
+}
+
+TEST(Hardening, APostWithoutLengthGets411) {
+  TestServer s;
+  RawConnection c(s.server->port());
+  c.send(kInferHead + kAuth + "\r\n" + one_image_json());  // no Content-Length, no chunks
+  auto answer = c.read_answer();
+  EXPECT_EQ(answer.status, 411) << answer.head;
+  EXPECT_NE(error_in(answer).find("needs a Content-Length"), std::string::npos);
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, AmbiguousBodyFramingIs400) {
+  TestServer s;
+  const std::string body = one_image_json();
+  struct Case {
+    std::string headers, message;
+  };
+  const std::vector<Case> cases = {
+      {"Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: 2\r\n",
+       "conflicting Content-Length headers"},
+      {"Content-Length: " + std::to_string(body.size()) + "\r\nTransfer-Encoding: chunked\r\n",
+       "both Transfer-Encoding and Content-Length"},
+      {"Transfer-Encoding: gzip, chunked\r\n", "only 'chunked' is supported"},
+      {"Content-Length: -1\r\n", "Content-Length: expected a non-negative integer"},
+  };
+  for (const auto& c : cases) {
+    RawConnection raw(s.server->port());
+    raw.send(kInferHead + kAuth + c.headers + "\r\n" + body);
+    auto answer = raw.read_answer();
+    EXPECT_EQ(answer.status, 400) << c.headers << answer.head;
+    EXPECT_NE(error_in(answer).find(c.message), std::string::npos) << c.headers;
+  }
+  // The same length twice is one length.
+  RawConnection twice(s.server->port());
+  twice.send(kInferHead + kAuth + "Content-Length: " + std::to_string(body.size()) +
+             "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(twice.read_answer().status, 200);
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, BearerSchemeIsCaseInsensitive) {
+  TestServer s;
+  for (const std::string scheme : {"bearer", "BEARER", "Bearer ", "bEaReR"}) {
+    auto client = s.raw(false);
+    client->set_default_headers({{"Authorization", scheme + " " + kToken}});
+    auto res = client->Post("/v2/models/fm/infer", one_image_json(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << "'" << scheme << "': " << res->body;
+  }
+  for (const std::string& value : {std::string("Basic ") + kToken, std::string("Bearer"), std::string("bearer x"),
+                                  std::string("Bearer") + kToken}) {
+    auto client = s.raw(false);
+    client->set_default_headers({{"Authorization", value}});
+    auto res = client->Get("/v2");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401) << value;
+  }
+}
+
 // ---- 4. slow and many clients ---------------------------------------------------------------
 
 // Connections that send a request head a byte at a time, forever (until destroyed).
