@@ -10,6 +10,7 @@
 
 #include <httplib.h>
 
+#include "cloud/http_front.h"
 #include "cloud/metrics.h"
 #include "cloud/oip.h"
 #include "common/error.h"
@@ -76,7 +77,7 @@ struct CloudServer::Impl {
   std::vector<std::regex> extension_patterns;
   ServerMetrics metrics;
   std::unique_ptr<DynamicBatcher> batcher;
-  httplib::Server http;
+  HttpFront http;
   std::thread listener;
   int port = 0;
   std::atomic<bool> stopping{false};
@@ -85,7 +86,20 @@ struct CloudServer::Impl {
   std::mutex text_mutex;  // TextEncoder promises no thread safety
 
   Impl(models::FoundationModel model, ServerOptions opts)
-      : fm(std::move(model)), options(std::move(opts)) {}
+      : fm(std::move(model)), options(std::move(opts)), http(front_options()) {}
+
+  HttpFrontOptions front_options() {
+    HttpFrontOptions f;
+    f.workers = std::max(1, options.threads);
+    f.max_queued = options.max_queued_requests;
+    f.max_connections = options.max_connections;
+    f.header_timeout_s = options.header_timeout_s;
+    f.idle_timeout_s = options.keep_alive_timeout_s;
+    f.io_timeout_s = options.io_timeout_s;
+    f.request_timeout_s = options.request_timeout_s;
+    f.on_front_answer = [this](int status) { metrics.count_response("unrouted", status); };
+    return f;
+  }
 
   // ---- request plumbing -------------------------------------------------------------
 
@@ -94,10 +108,104 @@ struct CloudServer::Impl {
     if (!req.has_header("Authorization")) {
       throw HttpFailure{401, "missing 'Authorization: Bearer <token>' header"};
     }
+    // The scheme is case-insensitive (RFC 9110 11.1); spaces may follow it.
     const std::string value = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (value.rfind(prefix, 0) != 0 || !same_token(value.substr(prefix.size()), options.token)) {
+    const size_t space = value.find(' ');
+    std::string scheme = value.substr(0, space);
+    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const size_t token_at =
+        space == std::string::npos ? value.size() : value.find_first_not_of(' ', space);
+    const std::string token = token_at == std::string::npos ? "" : value.substr(token_at);
+    if (scheme != "bearer" || !same_token(token, options.token)) {
       throw HttpFailure{401, "wrong bearer token"};
+    }
+  }
+
+  // ---- request bodies ---------------------------------------------------------------
+  // Routes that take a body get it through httplib's content reader, so nothing is read
+  // before the token is checked, and reading stops at the size limit (chunked bodies too).
+
+  // Whether the request announces a body (Content-Length > 0, or chunked).
+  static bool has_body(const httplib::Request& req) {
+    if (req.has_header("Transfer-Encoding")) return true;
+    return req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0";
+  }
+
+  std::string too_large_message(const std::string& size) const {
+    return "request body of " + size + " bytes exceeds the limit of " +
+           std::to_string(options.max_request_bytes) + " bytes";
+  }
+
+  // Reads the whole body (at most max_request_bytes); sets `complete` when all was read.
+  std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader,
+                        bool& complete) const {
+    std::string body;
+    if (!has_body(req)) {
+      complete = true;
+      return body;
+    }
+    bool too_large = false;
+    const bool ok = reader([&](const char* data, size_t size) {
+      if (body.size() + size > options.max_request_bytes) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, size);
+      return true;
+    });
+    if (too_large) {
+      throw HttpFailure{413,
+                        too_large_message("more than " + std::to_string(options.max_request_bytes))};
+    }
+    if (!ok) {
+      throw HttpFailure{400, "request body could not be read (malformed chunks, a timeout or a "
+                             "closed connection)"};
+    }
+    complete = true;
+    return body;
+  }
+
+  // Checks the framing of every request before routing (before any body is read). Throws
+  // HttpFailure; the connection is closed after such an answer, as its body is not read.
+  void check_framing(const httplib::Request& req) const {
+    const std::string& m = req.method;
+    if (m == "PRI" || m == "CONNECT" || m == "TRACE") {
+      throw HttpFailure{405, "method " + m + " is not served here"};
+    }
+    const size_t lengths = req.get_header_value_count("Content-Length");
+    std::optional<uint64_t> length;
+    for (size_t i = 0; i < lengths; ++i) {
+      std::string value = req.get_header_value("Content-Length", i);
+      if (value.empty() || value.size() > 18 ||
+          value.find_first_not_of("0123456789") != std::string::npos) {
+        throw HttpFailure{400,
+                          "Content-Length: expected a non-negative integer, got '" + value + "'"};
+      }
+      const uint64_t v = std::stoull(value);
+      if (length && *length != v) {
+        throw HttpFailure{400, "conflicting Content-Length headers (" + std::to_string(*length) +
+                                   " and " + std::to_string(v) + ")"};
+      }
+      length = v;
+    }
+    const size_t encodings = req.get_header_value_count("Transfer-Encoding");
+    if (encodings > 0) {
+      if (length) throw HttpFailure{400, "both Transfer-Encoding and Content-Length given"};
+      std::string value = req.get_header_value("Transfer-Encoding");
+      for (auto& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (encodings > 1 || value != "chunked") {
+        throw HttpFailure{400, "Transfer-Encoding: only 'chunked' is supported"};
+      }
+    }
+    if ((m == "POST" || m == "PUT" || m == "PATCH") && !length && encodings == 0) {
+      throw HttpFailure{411,
+                        "a " + m + " request needs a Content-Length header (or chunked transfer)"};
+    }
+    if (length && *length > options.max_request_bytes) {
+      throw HttpFailure{413, too_large_message(std::to_string(*length))};
+    }
+    if (has_body(req) && req.is_multipart_form_data()) {
+      throw HttpFailure{415, "multipart/form-data bodies are not accepted"};
     }
   }
 
@@ -380,23 +488,21 @@ struct CloudServer::Impl {
     return response;
   }
 
-  void handle_infer(const httplib::Request& req, httplib::Response& res) {
+  void handle_infer(const httplib::Request& req, httplib::Response& res,
+                    const httplib::ContentReader& reader) {
     const auto start = Clock::now();
     const std::string name = req.matches[1];
     const std::string version = req.matches.size() > 2 ? std::string(req.matches[2]) : "";
     const bool known = name == options.image_model || name == options.text_model;
+    bool complete = false;
     guarded(req, res, [&] {
       check_model(name, version);
-      if (req.body.size() > options.max_request_bytes) {
-        throw HttpFailure{413, "request body of " + std::to_string(req.body.size()) +
-                                   " bytes exceeds the limit of " +
-                                   std::to_string(options.max_request_bytes) + " bytes"};
-      }
+      const std::string body = read_body(req, reader, complete);
       std::optional<size_t> json_size;
       if (req.has_header(kHeaderContentLength)) {
         json_size = parse_header_content_length(req.get_header_value(kHeaderContentLength));
       }
-      InferRequest request = decode_request(req.body, json_size);
+      InferRequest request = decode_request(body, json_size);
       InferResponse response =
           name == options.image_model ? infer_images(request) : infer_text(request);
       response.model_name = name;
@@ -412,6 +518,7 @@ struct CloudServer::Impl {
         res.set_content(std::move(encoded.body), "application/json");
       }
     });
+    if (!complete) HttpFront::close_after_answer(res);
     const std::string label = known ? name : "_unknown";
     metrics.count_request(label, res.status);
     metrics.observe_request_seconds(label, seconds_since(start));
@@ -420,13 +527,16 @@ struct CloudServer::Impl {
   // ---- routes -----------------------------------------------------------------------
 
   void install_extension_route(const Route& route) {
-    auto handler = [this, route](const httplib::Request& req, httplib::Response& res) {
+    auto run = [this, route](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader* reader) {
+      bool complete = reader == nullptr;
       guarded(req, res, [&] {
         HttpRequest request;
         request.method = req.method;
         request.path = req.path;
         for (size_t i = 1; i < req.matches.size(); ++i) request.matches.push_back(req.matches[i]);
-        request.body = req.body;
+        const std::string body = reader ? read_body(req, *reader, complete) : std::string();
+        request.body = body;
         for (const auto& [name, value] : req.headers) {
           std::string lower = name;
           for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -438,15 +548,20 @@ struct CloudServer::Impl {
         for (const auto& [name, value] : response.headers) res.set_header(name, value);
         res.set_content(std::move(response.body), response.content_type);
       });
+      if (!complete) HttpFront::close_after_answer(res);
     };
+    auto with_body = [run](const httplib::Request& req, httplib::Response& res,
+                           const httplib::ContentReader& reader) { run(req, res, &reader); };
     if (route.method == "GET") {
-      http.Get(route.pattern, handler);
+      http.Get(route.pattern, [run](const httplib::Request& req, httplib::Response& res) {
+        run(req, res, nullptr);
+      });
     } else if (route.method == "POST") {
-      http.Post(route.pattern, handler);
+      http.Post(route.pattern, with_body);
     } else if (route.method == "PUT") {
-      http.Put(route.pattern, handler);
+      http.Put(route.pattern, with_body);
     } else if (route.method == "DELETE") {
-      http.Delete(route.pattern, handler);
+      http.Delete(route.pattern, with_body);
     } else {
       fail_expected("extension route " + route.pattern, "method GET, POST, PUT or DELETE",
                     "'" + route.method + "'");
@@ -486,7 +601,44 @@ struct CloudServer::Impl {
                });
              });
     http.Post(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)",
-              [this](const httplib::Request& req, httplib::Response& res) { handle_infer(req, res); });
+              [this](const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& reader) { handle_infer(req, res, reader); });
+    // Any other path with a body: 404 without reading it (httplib would read it first).
+    auto no_endpoint = [](const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader&) {
+      reply_error(res, 404, "no endpoint " + req.method + " " + req.path);
+      if (has_body(req)) HttpFront::close_after_answer(res);
+    };
+    http.Post(".*", no_endpoint);
+    http.Put(".*", no_endpoint);
+    http.Patch(".*", no_endpoint);
+    http.Delete(".*", no_endpoint);
+
+    // Framing is checked before routing, so a bad or oversized body is never read.
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      try {
+        check_framing(req);
+      } catch (const HttpFailure& failure) {
+        reply_error(res, failure.status, failure.message);
+        HttpFront::close_after_answer(res);
+        if (failure.status == 413) {
+          static const std::regex infer(R"(/v2/models/([^/]+)(?:/versions/[^/]+)?/infer)");
+          std::smatch match;
+          if (std::regex_match(req.path, match, infer)) {
+            std::string name = match[1];
+            bool known = name == options.image_model || name == options.text_model;
+            metrics.count_request(known ? name : "_unknown", 413);
+          }
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      // A body nobody will read (GET with a body): close after the answer.
+      if (has_body(req) && req.method != "POST" && req.method != "PUT" && req.method != "PATCH" &&
+          req.method != "DELETE") {
+        HttpFront::close_after_answer(res);
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.status = 200;
       res.set_content(metrics.text(), "text/plain; version=0.0.4");
@@ -499,16 +651,7 @@ struct CloudServer::Impl {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
       std::string message;
       if (res.status == 413) {
-        message = "request body of " + req.get_header_value("Content-Length") +
-                  " bytes exceeds the limit of " + std::to_string(options.max_request_bytes) +
-                  " bytes";
-        static const std::regex infer(R"(/v2/models/([^/]+)(?:/versions/[^/]+)?/infer)");
-        std::smatch match;
-        if (std::regex_match(req.path, match, infer)) {
-          std::string name = match[1];
-          bool known = name == options.image_model || name == options.text_model;
-          metrics.count_request(known ? name : "_unknown", 413);
-        }
+        message = too_large_message(req.get_header_value("Content-Length"));
       } else if (res.status == 404) {
         message = "no endpoint " + req.method + " " + req.path;
       } else {
@@ -578,8 +721,8 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
         impl->metrics.observe_batch_rows(impl->options.image_model, info.rows);
       });
 
-  const int threads = o.threads;
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  // Connections are handled by HttpFront (cloud/http_front.h): its workers, timeouts and
+  // load shedding replace httplib's thread pool and keep-alive settings.
   s.http.set_tcp_nodelay(true);
   // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
   // and silently take half the connections; SO_REUSEADDR alone still allows a quick restart.
@@ -587,8 +730,6 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  s.http.set_keep_alive_max_count(1000000);
-  s.http.set_keep_alive_timeout(o.keep_alive_timeout_s);
   s.http.set_payload_max_length(o.max_request_bytes);
   s.install_routes();
 
@@ -602,6 +743,7 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
     }
     s.port = o.port;
   }
+  s.http.start();
   s.listener = std::thread([impl = impl_.get()] {
     impl->http.listen_after_bind();
     impl->listen_returned = true;
@@ -625,6 +767,7 @@ void CloudServer::stop() {
     impl_->batcher->stop_waiting();
     impl_->http.stop();
     if (impl_->listener.joinable()) impl_->listener.join();
+    impl_->http.shutdown();  // answers what is queued, closes every connection
     impl_->batcher->stop();
   });
 }

@@ -25,8 +25,15 @@ struct ServerOptions {
   int max_batch = 32;                        // rows (images) per model call; 1: no batching
   int64_t max_queue_delay_us = 2000;         // longest wait for a batch to fill
   int batch_workers = 1;                     // threads calling the image encoder
-  int threads = 64;                          // HTTP worker threads = connections served at once
+  int threads = 64;                          // HTTP worker threads = requests handled at once
   int keep_alive_timeout_s = 5;              // idle keep-alive connections close after this
+  // Slow and many clients (cloud/http_front.h): connections wait for a complete request
+  // head without holding a worker; health checks and /metrics have a lane of their own.
+  double header_timeout_s = 10;              // request line + headers must arrive within (408)
+  double io_timeout_s = 10;                  // each read/write while serving a request
+  double request_timeout_s = 60;             // reading one request body, in all
+  size_t max_connections = 512;              // more open connections are refused with 503
+  size_t max_queued_requests = 256;          // more requests waiting for a worker: 503
   std::string image_model = "fm";            // model name of the image encoder
   std::string text_model = "text";           // model name of the text side
   std::string device = "cpu";                // where the FM runs; reported in metadata

@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <httplib.h>
@@ -271,13 +274,16 @@ int status_of(const std::string& answer) {
 }
 
 // The sum of a counter's samples in a Prometheus text exposition.
-double counter_total(const std::string& text, const std::string& name) {
+// Only samples whose labels contain `having` (e.g. endpoint="metrics") when it is given.
+double counter_total(const std::string& text, const std::string& name, const std::string& having = "") {
   double total = 0;
   size_t at = 0;
   while ((at = text.find("\n" + name + "{", at)) != std::string::npos) {
     size_t end = text.find('\n', at + 1);
     std::string line = text.substr(at + 1, end - at - 1);
-    total += std::stod(line.substr(line.rfind(' ') + 1));
+    if (having.empty() || line.find(having) != std::string::npos) {
+      total += std::stod(line.substr(line.rfind(' ') + 1));
+    }
     at = end;
   }
   return total;
@@ -304,17 +310,341 @@ TEST(Hardening, MalformedRequestsAreNever500AndEveryAnswerIsCounted) {
   count(client->Post("/v2/models/fm/infer", one_image_json(), "application/json"), "valid");
   // Requests the HTTP layer answers itself: a broken request line.
   const int port = s.server->port();
-  for (const std::string garbage : {std::string("GARBAGE\r\n\r\n"), std::string("GET /v2 HTTP/1.1\r\nno colon here\r\n\r\n")}) {
+  for (const std::string& garbage : {std::string("GARBAGE\r\n\r\n"), std::string("GET /v2 HTTP/1.1\r\nno colon here\r\n\r\n")}) {
     std::string answer = raw_exchange(port, garbage);
     int status = status_of(answer);
     EXPECT_GE(status, 400) << answer;
     EXPECT_LT(status, 500) << answer;
     ++answers;
   }
-  auto metrics = s.raw(false)->Get("/metrics");
-  ASSERT_TRUE(metrics);
-  EXPECT_EQ(counter_total(metrics->body, kMetricResponses), answers) << metrics->body;
-  EXPECT_EQ(metrics->body.find("code=\"500\""), std::string::npos) << metrics->body;
+  // httplib counts an answer (its logger) just after writing it: allow the last one a moment.
+  std::string text;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    auto metrics = s.raw(false)->Get("/metrics");
+    ASSERT_TRUE(metrics);
+    text = metrics->body;
+    // Earlier /metrics answers are counted too.
+    if (counter_total(text, kMetricResponses) >= answers + attempt) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const double counted = counter_total(text, kMetricResponses);
+  const double metrics_answers = counter_total(text, kMetricResponses, "endpoint=\"metrics\"");
+  EXPECT_EQ(counted - metrics_answers, answers) << text;
+  EXPECT_EQ(text.find("code=\"500\""), std::string::npos) << text;
+}
+
+// ---- raw connections ---------------------------------------------------------------------
+
+// A client socket for requests no HTTP library would send.
+class RawConnection {
+ public:
+  struct Answer {
+    int status = 0;  // 0: no answer in time
+    std::string head, body;
+    std::string header(const std::string& name) const {
+      auto at = head.find("\r\n" + name + ": ");
+      if (at == std::string::npos) return "";
+      at += name.size() + 4;
+      return head.substr(at, head.find("\r\n", at) - at);
+    }
+  };
+
+  explicit RawConnection(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  }
+  ~RawConnection() { ::close(fd_); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const { return connected_; }
+
+  // False once the server closed or reset the connection.
+  bool send(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // One answer (its head, and its body by Content-Length), or status 0 after `timeout_s`.
+  Answer read_answer(int timeout_s = 5) {
+    timeval timeout{timeout_s, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    Answer answer;
+    for (;;) {
+      size_t end = buffer_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        std::string head = buffer_.substr(0, end + 2);
+        size_t length = 0;
+        auto at = head.find("Content-Length: ");
+        if (at != std::string::npos) length = std::stoul(head.substr(at + 16));
+        if (buffer_.size() >= end + 4 + length) {
+          answer.head = head;
+          answer.body = buffer_.substr(end + 4, length);
+          buffer_.erase(0, end + 4 + length);
+          if (head.rfind("HTTP/1.1 ", 0) == 0) answer.status = std::stoi(head.substr(9, 3));
+          return answer;
+        }
+      }
+      char chunk[8192];
+      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) return answer;
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string buffer_;
+};
+
+std::string error_in(const RawConnection::Answer& answer) {
+  json body = json::parse(answer.body, nullptr, false);
+  EXPECT_TRUE(body.is_object() && body.contains("error")) << answer.head << answer.body;
+  return body.is_object() ? body.value("error", "") : "";
+}
+
+const std::string kInferHead = "POST /v2/models/fm/infer HTTP/1.1\r\nHost: test\r\n"
+                               "Content-Type: application/json\r\n";
+const std::string kAuth = std::string("Authorization: Bearer ") + kToken + "\r\n";
+
+// ---- 3. body limits and the order of checks -------------------------------------------------
+
+// One chunk of a chunked body.
+std::string chunk(const std::string& data) {
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return size + data + "\r\n";
+}
+
+TEST(Hardening, AChunkedBodyWithoutTokenIsRefusedBeforeItIsRead) {
+  TestServer s;
+  for (const std::string path : {"/v2/models/fm/infer", "/v2/nothing"}) {
+    RawConnection c(s.server->port());
+    ASSERT_TRUE(c.connected());
+    // Headers and one chunk; the rest of the (endless) body never comes.
+    c.send("POST " + path + " HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           chunk(std::string(64 << 10, ' ')));
+    auto answer = c.read_answer();
+    EXPECT_EQ(answer.status, path == "/v2/nothing" ? 404 : 401) << path << ": " << answer.head;
+    EXPECT_EQ(answer.header("Connection"), "close") << answer.head;
+    error_in(answer);
+  }
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, AChunkedBodyBeyondTheLimitIs413) {
+  TestServer s;  // limit 64 KiB
+  RawConnection c(s.server->port());
+  c.send(kInferHead + kAuth + "Transfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 64; ++i) {
+    if (!c.send(chunk(std::string(16 << 10, ' ')))) break;  // 1 MiB in all, if the server reads
+  }
+  auto answer = c.read_answer();
+  EXPECT_EQ(answer.status, 413) << answer.head << answer.body;
+  EXPECT_NE(error_in(answer).find("exceeds the limit of 65536 bytes"), std::string::npos);
+  // A chunked body within the limit is fine.
+  RawConnection ok(s.server->port());
+  const std::string body = one_image_json();
+  ok.send(kInferHead + kAuth + "Transfer-Encoding: chunked\r\n\r\n" + chunk(body.substr(0, 100)) +
+          chunk(body.substr(100)) + "0\r\n\r\n");
+  EXPECT_EQ(ok.read_answer().status, 200);
+  expect_serving(*s.raw());
+  EXPECT_NE(s.server->metrics_text().find(R"(code="413")"), std::string::npos);
+}
+
+TEST(Hardening, APostWithoutLengthGets411) {
+  TestServer s;
+  RawConnection c(s.server->port());
+  c.send(kInferHead + kAuth + "\r\n" + one_image_json());  // no Content-Length, no chunks
+  auto answer = c.read_answer();
+  EXPECT_EQ(answer.status, 411) << answer.head;
+  EXPECT_NE(error_in(answer).find("needs a Content-Length"), std::string::npos);
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, AmbiguousBodyFramingIs400) {
+  TestServer s;
+  const std::string body = one_image_json();
+  struct Case {
+    std::string headers, message;
+  };
+  const std::vector<Case> cases = {
+      {"Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: 2\r\n",
+       "conflicting Content-Length headers"},
+      {"Content-Length: " + std::to_string(body.size()) + "\r\nTransfer-Encoding: chunked\r\n",
+       "both Transfer-Encoding and Content-Length"},
+      {"Transfer-Encoding: gzip, chunked\r\n", "only 'chunked' is supported"},
+      {"Content-Length: -1\r\n", "Content-Length: expected a non-negative integer"},
+  };
+  for (const auto& c : cases) {
+    RawConnection raw(s.server->port());
+    raw.send(kInferHead + kAuth + c.headers + "\r\n" + body);
+    auto answer = raw.read_answer();
+    EXPECT_EQ(answer.status, 400) << c.headers << answer.head;
+    EXPECT_NE(error_in(answer).find(c.message), std::string::npos) << c.headers;
+  }
+  // The same length twice is one length.
+  RawConnection twice(s.server->port());
+  twice.send(kInferHead + kAuth + "Content-Length: " + std::to_string(body.size()) +
+             "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(twice.read_answer().status, 200);
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, BearerSchemeIsCaseInsensitive) {
+  TestServer s;
+  for (const std::string scheme : {"bearer", "BEARER", "Bearer ", "bEaReR"}) {
+    auto client = s.raw(false);
+    client->set_default_headers({{"Authorization", scheme + " " + kToken}});
+    auto res = client->Post("/v2/models/fm/infer", one_image_json(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << "'" << scheme << "': " << res->body;
+  }
+  for (const std::string& value : {std::string("Basic ") + kToken, std::string("Bearer"), std::string("bearer x"),
+                                  std::string("Bearer") + kToken}) {
+    auto client = s.raw(false);
+    client->set_default_headers({{"Authorization", value}});
+    auto res = client->Get("/v2");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401) << value;
+  }
+}
+
+// ---- 4. slow and many clients ---------------------------------------------------------------
+
+// Connections that send a request head a byte at a time, forever (until destroyed).
+class SlowClients {
+ public:
+  SlowClients(int port, int count) {
+    for (int i = 0; i < count; ++i) connections_.push_back(std::make_unique<RawConnection>(port));
+    thread_ = std::thread([this] {
+      const std::string head = "GET /v2/health/live HTTP/1.1\r\nHost: test\r\nX-Slow: ";
+      size_t at = 0;
+      while (!stop_) {
+        for (auto& c : connections_) c->send(std::string(1, at < head.size() ? head[at] : 'x'));
+        ++at;
+        for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  ~SlowClients() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::vector<std::unique_ptr<RawConnection>> connections_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(Hardening, SlowHeaderClientsDoNotStallOthers) {
+  ServerOptions options = testing::test_options();
+  options.threads = 4;
+  TestServer s(options);
+  SlowClients slow(s.server->port(), 24);  // six times the workers
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto client = s.raw();
+  client->set_read_timeout(5, 0);
+  auto live = client->Get("/v2/health/live");
+  ASSERT_TRUE(live) << httplib::to_string(live.error());
+  EXPECT_EQ(live->status, 200);
+  expect_serving(*client);
+  auto metadata = client->Get("/v2/models/fm");
+  ASSERT_TRUE(metadata) << httplib::to_string(metadata.error());
+  EXPECT_EQ(metadata->status, 200);
+}
+
+TEST(Hardening, IdleKeepAliveConnectionsDoNotHoldWorkers) {
+  ServerOptions options = testing::test_options();
+  options.threads = 2;
+  options.keep_alive_timeout_s = 60;
+  TestServer s(options);
+  std::vector<std::unique_ptr<httplib::Client>> idle;
+  for (int i = 0; i < 8; ++i) {
+    idle.push_back(s.raw());
+    idle.back()->set_keep_alive(true);
+    auto res = idle.back()->Get("/v2");
+    ASSERT_TRUE(res);
+  }
+  auto client = s.raw();
+  client->set_read_timeout(5, 0);
+  expect_serving(*client);
+  for (auto& c : idle) expect_serving(*c);  // the idle ones still work too
+}
+
+TEST(Hardening, AnIncompleteRequestHeadGets408) {
+  ServerOptions options = testing::test_options();
+  options.header_timeout_s = 1;
+  TestServer s(options);
+  RawConnection c(s.server->port());
+  c.send("GET /v2/health/live HTTP/1.1\r\nHost: te");
+  auto answer = c.read_answer(10);
+  EXPECT_EQ(answer.status, 408) << answer.head;
+  error_in(answer);
+  expect_serving(*s.raw());
+}
+
+TEST(Hardening, OverloadIsShedWith503AndHealthStillAnswers) {
+  ServerOptions options = testing::test_options();
+  options.threads = 1;
+  options.max_queued_requests = 1;
+  options.io_timeout_s = 3;
+  TestServer s(options);
+  // The one worker waits for a body that does not come.
+  RawConnection stuck(s.server->port());
+  stuck.send(kInferHead + kAuth + "Content-Length: 1000\r\n\r\n{");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // One request may wait for it...
+  RawConnection queued(s.server->port());
+  const std::string body = one_image_json();
+  queued.send(kInferHead + kAuth + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // ...the next one is refused at once.
+  RawConnection refused(s.server->port());
+  refused.send(kInferHead + kAuth + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  auto answer = refused.read_answer(2);
+  EXPECT_EQ(answer.status, 503) << answer.head;
+  EXPECT_EQ(answer.header("Retry-After"), "1");
+  EXPECT_NE(error_in(answer).find("server busy"), std::string::npos);
+  // Health checks have their own lane.
+  RawConnection health(s.server->port());
+  health.send("GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n");
+  EXPECT_EQ(health.read_answer(2).status, 200);
+  // The stuck body times out (400) and the queued request is answered.
+  EXPECT_EQ(stuck.read_answer(10).status, 400);
+  EXPECT_EQ(queued.read_answer(10).status, 200);
+  const std::string metrics = s.server->metrics_text();
+  EXPECT_TRUE(metrics.find(R"(edgefm_http_responses_total{endpoint="unrouted",code="503"} 1)") != std::string::npos ||
+              metrics.find(R"(edgefm_http_responses_total{code="503",endpoint="unrouted"} 1)") != std::string::npos)
+      << metrics;
+}
+
+TEST(Hardening, ConnectionsBeyondTheLimitAreRefused) {
+  ServerOptions options = testing::test_options();
+  options.max_connections = 3;
+  TestServer s(options);
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<RawConnection>(s.server->port()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  RawConnection extra(s.server->port());
+  extra.send("GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n");
+  auto answer = extra.read_answer();
+  EXPECT_EQ(answer.status, 503) << answer.head;
+  EXPECT_NE(error_in(answer).find("too many connections"), std::string::npos);
+  held.clear();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  expect_serving(*s.raw());
 }
 
 }  // namespace
