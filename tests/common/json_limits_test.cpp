@@ -115,3 +115,16 @@ TEST(JsonLinesLog, ASecondOpenKeepsEarlierLines) {
   nowhere.write({{"event", "x"}});
   std::filesystem::remove_all(dir);
 }
+
+// ---- HMAC (artifact signatures) -------------------------------------------------------------
+
+#include "common/checksum.h"
+
+TEST(Checksum, HmacSha256MatchesRfc4231) {
+  // RFC 4231 test case 2.
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_TRUE(constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(constant_time_equal("abc", "abd"));
+  EXPECT_FALSE(constant_time_equal("abc", "abcd"));
+}
