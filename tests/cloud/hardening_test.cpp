@@ -645,6 +645,24 @@ TEST(Hardening, OverloadIsShedWith503AndHealthStillAnswers) {
       << metrics;
 }
 
+TEST(Hardening, PipelinedRequestsAreAnsweredInOrder) {
+  TestServer s;
+  RawConnection c(s.server->port());
+  const std::string body = one_image_json();
+  const std::string infer =
+      kInferHead + kAuth + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  // Three requests in one write: the server reads past the first and must keep the rest.
+  c.send(infer + "GET /v2/health/ready HTTP/1.1\r\nHost: test\r\n\r\n" + infer);
+  auto first = c.read_answer();
+  auto second = c.read_answer();
+  auto third = c.read_answer();
+  EXPECT_EQ(first.status, 200) << first.head;
+  EXPECT_EQ(second.status, 200) << second.head;
+  EXPECT_NE(second.body.find("\"ready\""), std::string::npos) << second.body;
+  EXPECT_EQ(third.status, 200) << third.head;
+  EXPECT_NE(third.body.find("\"model_name\""), std::string::npos);
+}
+
 TEST(Hardening, ConnectionsBeyondTheLimitAreRefused) {
   ServerOptions options = testing::test_options();
   options.max_connections = 3;
