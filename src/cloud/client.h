@@ -51,6 +51,9 @@ struct ClientOptions {
   std::string text_model = "text";
   ImageUpload upload = ImageUpload::uint8;
   bool binary = true;                         // binary tensor data; false: JSON arrays
+  // Non-empty: CustomizationClient::download_artifact accepts only artifacts whose metadata
+  // carries a valid HMAC-SHA256 signature under this key (cloud/artifact_signature.h).
+  std::string artifact_key;
 };
 ClientOptions client_default_options();
 

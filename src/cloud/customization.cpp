@@ -12,6 +12,7 @@
 #include <regex>
 #include <set>
 
+#include "cloud/artifact_signature.h"
 #include "cloud/oip.h"
 #include "common/checksum.h"
 
@@ -478,6 +479,9 @@ void CustomizationService::run_job(Job& job) {
               {"job", job.id},
               {"samples", input.sample_count()},
               {"summary", summary}};
+    if (!options_.artifact_key.empty()) {
+      result["signature"] = artifact_signature(result, options_.artifact_key);
+    }
     write_json_file(artifacts / ("v" + std::to_string(input.version) + ".json"), result);
     fsync_dir(artifacts);
     end_state = JobState::done;

@@ -71,6 +71,9 @@ struct CustomizationOptions {
   models::ImageShape sample_shape;  // every uploaded sample is one uint8 image of this shape
   size_t max_queued_jobs = 16;     // more jobs waiting than this are refused with 429
   size_t min_samples = 1;          // a job needs at least this many samples (409 otherwise)
+  // Non-empty: every published artifact's metadata is signed with this key (HMAC-SHA256,
+  // cloud/artifact_signature.h); edges given the same key refuse anything else.
+  std::string artifact_key;
   // Called after uploaded samples are stored durably, before the answer is sent (tests and
   // logs); `added` of the request's `count` samples were new.
   std::function<void(const std::string& device, size_t added, size_t count)> on_samples_stored;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "cloud/artifact_signature.h"
 #include "cloud/oip.h"
 #include "common/checksum.h"
 
@@ -169,6 +170,21 @@ json CustomizationClient::artifact_metadata(const std::string& device, int versi
 json CustomizationClient::download_artifact(const std::string& device, int version,
                                             const std::filesystem::path& path) {
   json meta = artifact_metadata(device, version);
+  const std::string what = "artifact " + device + " v" + std::to_string(version);
+  if (const std::string& key = impl_->http.options().artifact_key; !key.empty()) {
+    // Before the download: the signature covers the device, the version and the SHA-256,
+    // and the SHA-256 check below ties the bytes to it.
+    try {
+      verify_artifact_signature(meta, key);
+    } catch (const Error& e) {
+      throw Error(what + ": " + e.what());
+    }
+    if (meta.value("device", "") != device || meta.value("version", -1) != version) {
+      fail_expected(what, "signed metadata of this device and version",
+                    "'" + meta.value("device", "") + "' v" +
+                        std::to_string(meta.value("version", -1)));
+    }
+  }
   const std::string expected = json_field<std::string>(meta, "sha256", "artifact metadata");
   auto answer = impl_->expect(
       "GET", kBase + "/devices/" + device + "/artifacts/" + std::to_string(version), {200});

@@ -51,8 +51,9 @@ class CustomizationClient {
   std::optional<json> latest_artifact(const std::string& device);  // nullopt: none yet
   json artifact_metadata(const std::string& device, int version);
   // Downloads a version, checks its SHA-256 against the service's metadata and writes it
-  // atomically to `path`; throws Error (and writes nothing) on a mismatch. Returns the
-  // metadata.
+  // atomically to `path`; throws Error (and writes nothing) on a mismatch. With
+  // ClientOptions::artifact_key, the metadata's signature is verified first (unsigned or
+  // wrongly signed artifacts throw Error). Returns the metadata.
   json download_artifact(const std::string& device, int version, const std::filesystem::path& path);
 
  private:

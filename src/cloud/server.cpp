@@ -730,6 +730,10 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  // Only for the Keep-Alive header httplib writes ("timeout=5, max=5" by default); HttpFront
+  // enforces the idle timeout and serves any number of requests per connection.
+  s.http.set_keep_alive_max_count(1000000);
+  s.http.set_keep_alive_timeout(o.keep_alive_timeout_s);
   s.http.set_payload_max_length(o.max_request_bytes);
   s.install_routes();
 

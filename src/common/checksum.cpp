@@ -3,12 +3,24 @@
 #include <fstream>
 #include <vector>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "common/error.h"
 
 namespace edgefm {
 namespace {
+
+std::string to_hex(const unsigned char* bytes, unsigned length) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < length; ++i) {
+    out += digits[bytes[i] >> 4];
+    out += digits[bytes[i] & 15];
+  }
+  return out;
+}
 
 class Sha256 {
  public:
@@ -21,13 +33,7 @@ class Sha256 {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
     EVP_DigestFinal_ex(context_, digest, &length);
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < length; ++i) {
-      out += digits[digest[i] >> 4];
-      out += digits[digest[i] & 15];
-    }
-    return out;
+    return to_hex(digest, length);
   }
 
  private:
@@ -52,6 +58,21 @@ std::string sha256_file(const std::filesystem::path& path) {
     hash.add(buffer.data(), static_cast<size_t>(in.gcount()));
   }
   return hash.hex();
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest,
+           &length) == nullptr) {
+    throw Error("HMAC-SHA256 failed");
+  }
+  return to_hex(digest, length);
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace edgefm

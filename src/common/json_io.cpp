@@ -61,7 +61,7 @@ void write_text_file(const std::filesystem::path& path, const std::string& text)
 }
 
 void write_json_file(const std::filesystem::path& path, const json& value) {
-  write_text_file(path, value.dump(2) + "\n");
+  write_text_file(path, dump_json(value, 2) + "\n");
 }
 
 }  // namespace edgefm

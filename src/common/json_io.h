@@ -37,8 +37,8 @@ std::string dump_json(const json& value, int indent = -1);
 // Reads and parses a JSON file; throws Error naming the file on I/O or parse failure.
 json read_json_file(const std::filesystem::path& path);
 
-// Writes `value` (pretty, 2 spaces) atomically: to a temporary file, then renamed.
-// Creates parent folders.
+// Writes `value` (pretty, 2 spaces; invalid UTF-8 replaced as in dump_json) atomically: to
+// a temporary file, then renamed. Creates parent folders.
 void write_json_file(const std::filesystem::path& path, const json& value);
 
 // Writes text atomically, creating parent folders.

@@ -18,8 +18,11 @@
 
 #include <httplib.h>
 
+#include "cloud/artifact_signature.h"
 #include "cloud/customization.h"
+#include "cloud/customization_client.h"
 #include "cloud/metrics.h"
+#include "common/checksum.h"
 #include "cloud/oip.h"
 #include "test_server.h"
 
@@ -70,7 +73,7 @@ struct CustomizationHarness {
   std::unique_ptr<CustomizationService> service;
   std::unique_ptr<CloudServer> server;
 
-  CustomizationHarness() {
+  explicit CustomizationHarness(std::string artifact_key = "") {
     root = fs::temp_directory_path() /
            ("edgefm-hardening-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
     fs::remove_all(root);
@@ -79,8 +82,12 @@ struct CustomizationHarness {
     options.root = root;
     options.sample_shape = {1, 28, 28};
     options.min_samples = 1;
+    options.artifact_key = std::move(artifact_key);
     service = std::make_unique<CustomizationService>(
-        options, [](const CustomizationJob&, const JobProgress&) -> json { return {{"arch", "x"}}; });
+        options, [](const CustomizationJob& job, const JobProgress&) -> json {
+          std::ofstream(job.output, std::ios::binary) << "weights of " << job.id;
+          return {{"arch", "tiny-cnn"}};
+        });
     server = std::make_unique<CloudServer>(fm, roomy_options(),
                                            std::vector<ServerExtension>{service->extension()});
   }
@@ -93,6 +100,14 @@ struct CustomizationHarness {
   static std::atomic<int>& counter() {
     static std::atomic<int> n{0};
     return n;
+  }
+  ClientOptions client_options(const std::string& artifact_key) const {
+    ClientOptions o = client_default_options();
+    o.url = server->url();
+    o.token = kToken;
+    o.read_timeout_s = 20;
+    o.artifact_key = artifact_key;
+    return o;
   }
   std::unique_ptr<httplib::Client> raw() const {
     auto c = std::make_unique<httplib::Client>(server->url());
@@ -630,6 +645,24 @@ TEST(Hardening, OverloadIsShedWith503AndHealthStillAnswers) {
       << metrics;
 }
 
+TEST(Hardening, PipelinedRequestsAreAnsweredInOrder) {
+  TestServer s;
+  RawConnection c(s.server->port());
+  const std::string body = one_image_json();
+  const std::string infer =
+      kInferHead + kAuth + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  // Three requests in one write: the server reads past the first and must keep the rest.
+  c.send(infer + "GET /v2/health/ready HTTP/1.1\r\nHost: test\r\n\r\n" + infer);
+  auto first = c.read_answer();
+  auto second = c.read_answer();
+  auto third = c.read_answer();
+  EXPECT_EQ(first.status, 200) << first.head;
+  EXPECT_EQ(second.status, 200) << second.head;
+  EXPECT_NE(second.body.find("\"ready\""), std::string::npos) << second.body;
+  EXPECT_EQ(third.status, 200) << third.head;
+  EXPECT_NE(third.body.find("\"model_name\""), std::string::npos);
+}
+
 TEST(Hardening, ConnectionsBeyondTheLimitAreRefused) {
   ServerOptions options = testing::test_options();
   options.max_connections = 3;
@@ -645,6 +678,100 @@ TEST(Hardening, ConnectionsBeyondTheLimitAreRefused) {
   held.clear();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   expect_serving(*s.raw());
+}
+
+// ---- tampered artifacts -------------------------------------------------------------------
+
+// Runs one job for device "cam"; returns the version it published.
+int publish_one(CustomizationHarness& h) {
+  CustomizationClient client(h.client_options(""));
+  client.upload_samples("cam", {std::string(784, 'a')}, {1, 28, 28});
+  json job = client.submit_job("cam", json::object());
+  json record = client.wait_for_job(job["id"], 20, 0.01);
+  EXPECT_EQ(record["state"], "done") << record.dump();
+  return record["result"].value("version", 0);
+}
+
+std::string download_error(CustomizationClient& client, int version, const fs::path& out) {
+  try {
+    client.download_artifact("cam", version, out);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(Hardening, ATamperedArtifactWithAMatchingSha256IsRefused) {
+  CustomizationHarness h("service-key");
+  const int version = publish_one(h);
+  ASSERT_GT(version, 0);
+  const fs::path dir = h.root / "cam" / "artifacts";
+  const fs::path artifact = dir / ("v" + std::to_string(version) + ".pt");
+  const fs::path metadata = dir / ("v" + std::to_string(version) + ".json");
+  json meta = read_json_file(metadata);
+  ASSERT_TRUE(meta.contains("signature")) << meta.dump();
+  EXPECT_EQ(meta["signature"]["alg"], "HMAC-SHA256");
+
+  const fs::path out = h.root / "edge" / "model.pt";
+  CustomizationClient edge(h.client_options("service-key"));
+  EXPECT_EQ(download_error(edge, version, out), "");
+  EXPECT_EQ(file_bytes(out), file_bytes(artifact));
+  fs::remove(out);
+
+  CustomizationClient stranger(h.client_options("another-key"));
+  EXPECT_NE(download_error(stranger, version, out).find("does not verify"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out));
+
+  // One flipped byte, and the published SHA-256 updated to match: the hash alone passes it.
+  std::string bytes = file_bytes(artifact);
+  bytes[3] = static_cast<char>(bytes[3] ^ 1);
+  std::ofstream(artifact, std::ios::binary | std::ios::trunc) << bytes;
+  meta["sha256"] = sha256_hex(bytes);
+  write_json_file(metadata, meta);
+  const std::string message = download_error(edge, version, out);
+  EXPECT_NE(message.find("artifact cam v" + std::to_string(version) + ": artifact signature: does not verify"),
+            std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(out));
+  CustomizationClient unkeyed(h.client_options(""));
+  EXPECT_EQ(download_error(unkeyed, version, out), "");  // what the issue found: installed
+}
+
+TEST(Hardening, AnUnsignedArtifactIsRefusedByAKeyedEdge) {
+  CustomizationHarness h;  // the service signs nothing
+  const int version = publish_one(h);
+  CustomizationClient edge(h.client_options("edge-key"));
+  const fs::path out = h.root / "edge" / "model.pt";
+  EXPECT_NE(download_error(edge, version, out).find("unsigned artifact"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(ArtifactSignature, CoversDeviceVersionArchSizeAndContent) {
+  const json meta = {{"device", "cam"}, {"version", 3}, {"arch", "tiny-cnn"}, {"size", 1234},
+                     {"sha256", std::string(64, 'a')}, {"created_unix", 1.5}};
+  json signed_meta = meta;
+  signed_meta["signature"] = artifact_signature(meta, "k");
+  EXPECT_NO_THROW(verify_artifact_signature(signed_meta, "k"));
+  EXPECT_THROW(verify_artifact_signature(signed_meta, "K"), Error);
+  EXPECT_THROW(verify_artifact_signature(meta, "k"), Error);
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"device", "cam2"}, {"version", 2}, {"arch", "big-cnn"}, {"size", 1235},
+           {"sha256", std::string(64, 'b')}}) {
+    json changed = signed_meta;
+    changed[field] = value;
+    EXPECT_THROW(verify_artifact_signature(changed, "k"), Error) << field;
+  }
+  json other_alg = signed_meta;
+  other_alg["signature"]["alg"] = "none";
+  EXPECT_THROW(verify_artifact_signature(other_alg, "k"), Error);
+  // Fields outside the signed text (the creation time, a summary) may change.
+  json untouched = signed_meta;
+  untouched["created_unix"] = 2.5;
+  EXPECT_NO_THROW(verify_artifact_signature(untouched, "k"));
 }
 
 }  // namespace

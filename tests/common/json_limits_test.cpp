@@ -1,9 +1,16 @@
-// JSON from outside the program: the nesting cap and error text that cannot throw.
+// JSON from outside the program (the nesting cap, error text that cannot throw), the
+// append-only events log and HMAC-SHA256.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
+#include "common/checksum.h"
 #include "common/json_io.h"
+#include "common/json_lines.h"
 
 using namespace edgefm;
 
@@ -54,6 +61,14 @@ TEST(UntrustedJson, MalformedTextAndHugeNumbersAreInputErrors) {
   EXPECT_THROW(parse_untrusted_json(R"({"data":[1e400]})"), JsonInputError);
 }
 
+TEST(UntrustedJson, WriteJsonFileDoesNotThrowOnInvalidUtf8) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("edgefm-json-utf8-" + std::to_string(::getpid()) + ".json");
+  EXPECT_NO_THROW(write_json_file(path, json{{"error", std::string("bad \xff")}}));
+  EXPECT_EQ(read_json_file(path)["error"], "bad \xEF\xBF\xBD");
+  std::filesystem::remove(path);
+}
+
 TEST(UntrustedJson, DumpReplacesInvalidUtf8InsteadOfThrowing) {
   json j = {{"error", std::string("no model '\xff\xfe'")}};
   EXPECT_THROW((void)j.dump(), json::exception);
@@ -63,12 +78,6 @@ TEST(UntrustedJson, DumpReplacesInvalidUtf8InsteadOfThrowing) {
 }
 
 // ---- the edge's events log ----------------------------------------------------------------
-
-#include <unistd.h>
-
-#include <fstream>
-
-#include "common/json_lines.h"
 
 namespace {
 
@@ -114,4 +123,15 @@ TEST(JsonLinesLog, ASecondOpenKeepsEarlierLines) {
   JsonLinesLog nowhere("");  // no path: drops events
   nowhere.write({{"event", "x"}});
   std::filesystem::remove_all(dir);
+}
+
+// ---- HMAC (artifact signatures) -------------------------------------------------------------
+
+TEST(Checksum, HmacSha256MatchesRfc4231) {
+  // RFC 4231 test case 2.
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_TRUE(constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(constant_time_equal("abc", "abd"));
+  EXPECT_FALSE(constant_time_equal("abc", "abcd"));
 }
