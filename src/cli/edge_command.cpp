@@ -41,6 +41,7 @@ struct EdgeCommandOptions {
   std::string student;
   std::string server = "http://127.0.0.1:8000";
   std::string token;
+  std::string artifact_key_file;
   std::string policy = "edgefm";
   double l_app_ms = 50.0;
   double threshold = std::numeric_limits<double>::quiet_NaN();
@@ -154,6 +155,7 @@ void run_edge(const EdgeCommandOptions& o) {
   options.fixed_threshold = o.threshold;
   options.client.url = o.server;
   options.client.token = o.token;
+  options.client.artifact_key = read_artifact_key(o.artifact_key_file);
   options.max_in_flight = o.max_in_flight;
   options.cloud_timeout_ms = o.cloud_timeout_ms;
   options.timeout_factor = o.timeout_factor;
@@ -470,6 +472,10 @@ void add_edge_command(CLI::App& app) {
                       "URL of the cloud service (or of `edgefm link` in front of it)")
       ->capture_default_str();
   command->add_option("--token", options->token, "bearer token of the cloud service");
+  command->add_option("--artifact-key-file", options->artifact_key_file,
+                      "install only new models whose metadata is signed with the secret in this "
+                      "file (the one `serve --artifact-key-file` signs with); unsigned or altered "
+                      "artifacts are refused and the current model keeps serving");
   command->add_option("--policy", options->policy,
                       "edge-only | cloud-only | fixed (--threshold, or searched once at the "
                       "nominal network) | edgefm (network-aware threshold)")

@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include <algorithm>
+#include <fstream>
 
 #include "common/error.h"
 #include "common/json_io.h"
@@ -49,6 +50,21 @@ data::SampleSpec load_spec_file(const std::string& path, const data::SampleSpec&
     return description.spec ? *description.spec : fallback;
   }
   return data::spec_from_json(j, "sample spec '" + path + "'");
+}
+
+std::string read_artifact_key(const std::string& path) {
+  if (path.empty()) return "";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("--artifact-key-file '" + path + "': cannot read it");
+  std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto first = key.find_first_not_of(" \t\r\n");
+  const auto last = key.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos || last - first + 1 < 16) {
+    fail_expected("--artifact-key-file '" + path + "'", "a secret of at least 16 bytes",
+                  first == std::string::npos ? "an empty file"
+                                             : std::to_string(last - first + 1) + " bytes");
+  }
+  return key.substr(first, last - first + 1);
 }
 
 std::vector<std::string> FmOptions::arguments() const {

@@ -38,6 +38,10 @@ void add_fm_options(CLI::App& command, FmOptions& options);
 // Empty path: `fallback`.
 data::SampleSpec load_spec_file(const std::string& path, const data::SampleSpec& fallback);
 
+// The shared secret that signs customization artifacts (the file's content, surrounding
+// white space dropped); empty path: none. Throws Error when the file is missing or empty.
+std::string read_artifact_key(const std::string& path);
+
 // Fraction of images whose nearest pool class is their label.
 double zero_shot_accuracy(const models::ImageEncoder& encoder, const models::TextPool& pool,
                           const data::Dataset& dataset);

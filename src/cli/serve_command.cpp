@@ -29,6 +29,7 @@ struct ServeCommandOptions {
   std::string json_path;
   std::string customization_dir;  // empty: no customization service
   size_t customization_max_jobs = 16;
+  std::string artifact_key_file;
 };
 
 volatile std::sig_atomic_t g_serve_stop_signal = 0;
@@ -59,6 +60,7 @@ void run_serve(ServeCommandOptions& o) {
     c.root = o.customization_dir;
     c.sample_shape = fm.image->input_shape();
     c.max_queued_jobs = o.customization_max_jobs;
+    c.artifact_key = read_artifact_key(o.artifact_key_file);
     customization = std::make_unique<cloud::CustomizationService>(
         c, customize::make_job_runner(fm), customize::make_job_validator(fm));
     extensions.push_back(customization->extension());
@@ -167,6 +169,10 @@ void add_serve_command(CLI::App& app) {
                       "serve the customization service (/v2/customization: sample upload, "
                       "jobs, versioned artifacts; docs/customization.md) keeping its samples, "
                       "jobs and artifacts in this folder (default: off)");
+  command->add_option("--artifact-key-file", options->artifact_key_file,
+                      "sign every published artifact's metadata with HMAC-SHA256 under the secret "
+                      "in this file; edges given the same file install only signed artifacts "
+                      "(docs/customization.md)");
   command->add_option("--customization-max-jobs", options->customization_max_jobs,
                       "customization jobs that may wait at once; more are answered 429")
       ->capture_default_str()

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <unistd.h>
 
 #include "common/json_io.h"
 #include "customize/job.h"
@@ -77,7 +79,10 @@ TEST(Pipeline, EvalCommandWritesJsonCurveAndPlot) {
     EXPECT_LE(m["auroc"].get<double>(), 1.0) << name;
   }
   EXPECT_TRUE(std::filesystem::exists(dir / "curve.csv"));
-  EXPECT_EQ(report["open_set"]["splits"][0]["scores"].size(), 11u);  // 10 scores + routing
+  // 10 scores, the routing score as shipped, and the routing score on an untrained student.
+  EXPECT_EQ(report["open_set"]["splits"][0]["scores"].size(), 12u);
+  EXPECT_TRUE(scores.contains("untrained:" + report["open_set"]["score"].get<std::string>()));
+  EXPECT_TRUE(report["open_set"].contains("auroc_untrained"));
   EXPECT_TRUE(scores.contains("mahalanobis"));
   EXPECT_TRUE(scores.contains("hybrid"));
 }
@@ -92,6 +97,22 @@ TEST(Pipeline, BadInputsGetClearErrors) {
   EXPECT_NE(run("customize --fm " + edgefm::testing::small_models().fm + " --strategy best"), 0);
   EXPECT_NE(run("no-such-command"), 0);
   EXPECT_EQ(run("--help"), 0);
+  // The artifact signing secret: a missing or too short key file stops serve and edge.
+  const auto dir = std::filesystem::temp_directory_path() / ("edgefm-key-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "short") << "abc\n";
+  const auto fm = edgefm::testing::small_models().fm;
+  const auto student = edgefm::testing::small_models().student;
+  const std::string message_file = (dir / "message").string();
+  EXPECT_NE(std::system((bin + " serve --fm " + fm + " --customization-dir " + (dir / "c").string() +
+                         " --artifact-key-file " + (dir / "short").string() + " > " + message_file +
+                         " 2>&1").c_str()),
+            0);
+  std::ifstream in(message_file);
+  const std::string message((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(message.find("at least 16 bytes"), std::string::npos) << message;
+  EXPECT_NE(run("edge --student " + student + " --artifact-key-file " + (dir / "none").string()), 0);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
