@@ -1,9 +1,19 @@
 #pragma once
 // Each subcommand of `edgefm` registers itself on the app through one of these functions;
 // its implementation lives in src/cli/<name>_command.cpp and calls into the parts.
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
 
 namespace edgefm::cli {
+
+// The whole program: runs `edgefm <args...>` and returns its exit status (0; 1 for errors;
+// 2 for usage errors, reported as one line on stderr).
+int run_program(const std::vector<std::string>& args);
+
+// Every subcommand below, registered on `app`, with its numeric options checked (cli/usage.h).
+void add_commands(CLI::App& app);
 
 void add_fm_command(CLI::App& app);         // fm train | fm eval
 void add_data_command(CLI::App& app);       // data info | data export

@@ -93,40 +93,49 @@ void add_customize_command(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--strategy", p.strategy,
                 "Upload selection: " + joined(customize::selection_strategy_names()))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember(customize::selection_strategy_names()));
   c->add_option("--rounds", p.rounds,
                 "Upload rounds: a random bootstrap first, then selection by the strategy with the "
                 "previous round's student")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   c->add_option("--bootstrap-share", p.bootstrap_share, "Share of the budget spent in round 1")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0.0, 1.0));
   c->add_option("--initial-student", p.initial_student,
                 "The edge's current student: ranks uploads from round 1 on");
   c->add_option("--warm-start", p.distill.warm_start,
                 "Start from this student's weights (same architecture)");
-  c->add_option("--epochs", p.distill.epochs, "Distillation epochs (last round)")->capture_default_str();
-  c->add_option("--batch-size", p.distill.batch_size, "Images per step")->capture_default_str();
-  c->add_option("--lr", p.distill.learning_rate, "Peak learning rate (AdamW, cosine)")->capture_default_str();
+  c->add_option("--epochs", p.distill.epochs, "Distillation epochs (last round)")->capture_default_str()
+      ->check(positive_number());
+  c->add_option("--batch-size", p.distill.batch_size, "Images per step")->capture_default_str()
+      ->check(positive_number());
+  c->add_option("--lr", p.distill.learning_rate, "Peak learning rate (AdamW, cosine)")->capture_default_str()
+      ->check(positive_number());
   c->add_option("--lambda", p.distill.lambda, "Weight of the InfoNCE term")->capture_default_str();
-  c->add_option("--tau", p.distill.temperature, "InfoNCE temperature")->capture_default_str();
+  c->add_option("--tau", p.distill.temperature, "InfoNCE temperature")->capture_default_str()
+      ->check(positive_number());
   c->add_option("--balance", p.distill.balance,
                 "Class balance of the draws, an exponent in [0, 1]: a pseudo-class of n uploads "
                 "weighs n^(1 - balance) (1: every class the same; 0: as uploaded)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   c->add_option("--outliers", p.outlier_share,
                 "Synthetic outliers per uploaded image (spliced/shuffled/blended uploads the FM "
                 "embeds; the student imitates them with MSE only)")
       ->capture_default_str();
   c->add_option("--score", p.score, "Routing score shipped with the student: " + joined(route::score_names()))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember(route::score_names()));
   c->add_option("--split", o->split_path,
                 "Split JSON (configs/split-*.json): customize on its seen classes only");
   c->add_flag("--seen-only", o->seen_only, "Customize on the default split's seen classes {0..5}");
   c->add_option("--validation", o->validation,
                 "Training images held out (the last N) for the calibration profile")
       ->capture_default_str();
-  c->add_option("--version", p.version, "Version number written into the artifact")->capture_default_str();
+  c->add_option("--version", p.version, "Version number written into the artifact")->capture_default_str()
+      ->check(positive_number());
   c->add_option("--seed", p.seed, "Random seed")->capture_default_str();
   c->add_option("--out", o->out, "Student artifact to write")->capture_default_str();
   c->add_option("--json", o->json_path, "Write the customization report as JSON");

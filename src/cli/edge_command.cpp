@@ -486,14 +486,15 @@ void add_edge_command(CLI::App& app) {
                       "the expected end-to-end latency within it; answers later than it count as "
                       "SLO violations")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--threshold", options->threshold,
                       "fixed policy: route to the edge when score >= this (default: searched once "
-                      "from the profile at the nominal network)");
+                      "from the profile at the nominal network)")
+      ->check(any_number());
   command->add_option("--rate", options->rate,
                       "arrival rate of the stream in samples/s (0: as fast as the edge goes)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--samples", options->samples, "replay only the first N samples (0: all)")
       ->capture_default_str();
   command->add_option("--data", options->data_path,
@@ -523,54 +524,54 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--max-in-flight", options->max_in_flight,
                       "cloud calls in flight at once (one connection each)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--cloud-timeout-ms", options->cloud_timeout_ms,
                       "answer a cloud-bound sample from the edge (fallback) when the cloud has "
                       "not answered this long after its arrival (0: --timeout-factor x L_app, at "
                       "least 100 ms)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--timeout-factor", options->timeout_factor,
                       "the derived cloud timeout in multiples of L_app")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--nominal-rtt-ms", options->nominal_rtt_ms,
                       "network assumed before any measurement: RTT (ms)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--nominal-uplink-mbps", options->nominal_uplink_mbps,
                       "network assumed before any measurement: uplink (Mbit/s)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--nominal-cloud-ms", options->nominal_cloud_ms,
                       "cloud service time assumed before any answer (ms)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--research-step", options->research_step,
                       "edgefm: search the threshold again when RTT, uplink or cloud time moved "
                       "by more than this fraction")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--probe-interval-ms", options->probe_interval_ms,
                       "edgefm: when no cloud call happened for this long, send one edge-answered "
                       "sample to the cloud to measure the network (0: never)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--audit", options->audit_fraction,
                       "audit sampling: send this share of the samples answered on the edge to "
                       "the cloud as well and compare the FM's answer (drift detection; e.g. "
                       "0.02)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   command->add_option("--audit-per-minute", options->audit_per_minute,
                       "at most this many audits a minute")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--cloud-budget", options->cloud_budget,
                       "cost cap: at most this many cloud calls a minute (routed samples, "
                       "audits, probes); past it the edge answers, marked 'budget' (0: no cap)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   const std::string loop_group = "Continuous customization (with --state)";
   command->add_option("--state", options->state_dir,
                       "state folder of this edge: turns on selective upload (durable queue "
@@ -602,25 +603,28 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--upload-per-minute", options->upload_per_minute,
                       "upload budget in samples a minute")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->group(loop_group);
   command->add_option("--upload-kbps", options->upload_kbps,
                       "upload budget in kbit/s of uplink (uploads never starve cloud queries)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->group(loop_group);
   command->add_option("--drift-baseline", options->drift.baseline_rate,
                       "edge-FM disagreement on audits expected without drift (CUSUM p0)")
       ->capture_default_str()
-      ->group(loop_group);
+      ->group(loop_group)
+      ->check(number_in(0.0, 1.0));
   command->add_option("--drift-rate", options->drift.drift_rate,
                       "disagreement that counts as drift (CUSUM p1)")
       ->capture_default_str()
-      ->group(loop_group);
+      ->group(loop_group)
+      ->check(number_in(0.0, 1.0));
   command->add_option("--drift-threshold", options->drift.threshold,
                       "CUSUM level that declares drift (log-likelihood units)")
       ->capture_default_str()
-      ->group(loop_group);
+      ->group(loop_group)
+      ->check(positive_number());
   command->add_flag("--no-offload-drift", options->no_offload_drift,
                     "do not watch the routing decisions for drift (by default a CUSUM compares "
                     "the share routed to the cloud with the calibration profile's prediction)")
@@ -628,17 +632,17 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--offload-rise", options->offload_rise,
                       "offload drift: routed share above the predicted one that counts as drift")
       ->capture_default_str()
-      ->check(CLI::Range(0.01, 0.89))
+      ->check(number_in(0.01, 0.89))
       ->group(loop_group);
   command->add_option("--offload-threshold", options->offload_threshold,
                       "offload drift: CUSUM level that declares drift (log-likelihood units)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->group(loop_group);
   command->add_option("--drift-upload-s", options->drift_upload_s,
                       "after a drift, every sample is an upload candidate for this long")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(loop_group);
   command->add_flag("--no-jobs", options->no_jobs,
                     "detect and upload, but never start a customization job")
@@ -654,17 +658,17 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--latency-budget-ms", options->latency_budget_ms,
                       "the device's batch-1 latency budget for the architecture choice (0: none)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(loop_group);
   command->add_option("--job-epochs", options->job_epochs,
                       "distillation epochs of the job (0: the service's default)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(loop_group);
   command->add_option("--job-min-new", options->job_min_new,
                       "samples acknowledged since the trigger before the job starts")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->group(loop_group);
   command->add_option("--uploads-trigger", options->uploads_trigger,
                       "also start a job after this many uploads since the last model (0: only "
@@ -675,12 +679,12 @@ void add_edge_command(CLI::App& app) {
                       "ask the service for a new model this often; verified by SHA-256, "
                       "swapped in between two samples (0: never)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(loop_group);
   command->add_option("--drain-s", options->drain_s,
                       "at the end of the stream, wait up to this long for queued uploads")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(loop_group);
   command->add_flag("--quiet", options->quiet, "no progress lines");
   command->callback([options] { run_edge(*options); });

@@ -265,9 +265,11 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--open-set", o->open_set,
                 "SPLIT_JSON=STUDENT: a student customized on the split's seen classes only "
                 "(repeat; the first is the default split, the second split 2)");
-  c->add_option("--l-app-ms", o->l_app_ms, "Latency budget L_app per sample")->capture_default_str();
+  c->add_option("--l-app-ms", o->l_app_ms, "Latency budget L_app per sample")->capture_default_str()
+      ->check(positive_number());
   c->add_option("--rtt-ms", o->rtt_ms, "Assumed network round trip")->capture_default_str();
-  c->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Assumed uplink bandwidth")->capture_default_str();
+  c->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Assumed uplink bandwidth")->capture_default_str()
+      ->check(positive_number());
   c->add_option("--payload-bytes", o->payload_bytes,
                 "Bytes sent per cloud query (0: the student's 8-bit sample tensor + 300 bytes of "
                 "framing, as the edge sends it)")
@@ -275,7 +277,8 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--t-cloud-ms", o->t_cloud_ms, "Cloud service time (default: measured FM batch-1)");
   c->add_option("--fit-images", o->fit_images,
                 "Seen-class training images used to fit the knn/proto/mahalanobis scores for the open-set table")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   c->add_option("--out-dir", o->out_dir, "Folder for curve.csv and curve.png")->capture_default_str();
   c->add_option("--json", o->json_path, "Write the report as JSON");
   c->callback([o] { run_eval(*o); });

@@ -67,35 +67,35 @@ void add_experiment_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--rate", o.rate, "arrival rate of the stream, samples/s")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--delay-ms", o.delay_ms, "one-way delay of the link in each direction (ms)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--l-app-ms", o.l_app_ms,
                       "latency budget L_app (ms); 0: derived so that it binds: the expected "
                       "latency, at the nominal network, of the smallest offload whose profile "
                       "accuracy is within --accuracy-gap of the best")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--accuracy-gap", o.accuracy_gap,
                       "for the derived L_app: accuracy (fraction) the knee may lose to the best")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--nominal-uplink-mbps", o.nominal_uplink_mbps,
                       "the trace-independent nominal uplink (with RTT = 2 x delay): where the "
                       "fixed policy is calibrated and edgefm starts")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--cloud-timeout-ms", o.cloud_timeout_ms,
                       "edge fallback timeout (0: the edge's default, 10 x L_app, at least 100 ms)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--max-in-flight", o.max_in_flight, "edge: cloud calls in flight at once")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--max-batch", o.max_batch, "cloud service: max dynamic batch")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--split", o.split_path, "edge: split/schedule JSON of the stream order")
       ->check(CLI::ExistingFile);
   command->add_option("--data", o.data_path, "data set description JSON (default: Fashion-MNIST)")

@@ -93,12 +93,17 @@ void add_fm_command(CLI::App& app) {
   add_data_options(*train, train_options->data);
   auto& p = train_options->params;
   train->add_option("--out", train_options->out, "Output file")->capture_default_str();
-  train->add_option("--epochs", p.epochs, "Passes over the training set")->capture_default_str();
-  train->add_option("--batch-size", p.batch_size, "Images per step")->capture_default_str();
+  train->add_option("--epochs", p.epochs, "Passes over the training set")->capture_default_str()
+      ->check(positive_number());
+  train->add_option("--batch-size", p.batch_size, "Images per step")->capture_default_str()
+      ->check(positive_number());
   train->add_option("--lr", p.learning_rate, "Peak learning rate (AdamW, one-cycle cosine)")
-      ->capture_default_str();
-  train->add_option("--width", p.width, "Channels of the first conv block")->capture_default_str();
-  train->add_option("--dim", p.embedding_dim, "Embedding dimension")->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
+  train->add_option("--width", p.width, "Channels of the first conv block")->capture_default_str()
+      ->check(positive_number());
+  train->add_option("--dim", p.embedding_dim, "Embedding dimension")->capture_default_str()
+      ->check(positive_number());
   train->add_option("--seed", p.seed, "Random seed")->capture_default_str();
   train->add_flag("--reuse", train_options->reuse, "Keep an existing --out file instead of training");
   train->add_option("--json", train_options->json_path, "Write the training summary as JSON");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/usage.h"
 #include "common/error.h"
 #include "common/json_io.h"
 #include "net/link.h"
@@ -226,7 +227,7 @@ void add_link_command(CLI::App& app) {
   command->add_option("--delay-ms", options->delay_ms,
                       "one-way propagation delay added in each direction, in ms (RTT = 2x)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--outage", options->outages,
                       "START:END seconds from the link start during which nothing is delivered "
                       "in either direction (traffic stalls, connections stay up); repeatable, "
@@ -235,21 +236,22 @@ void add_link_command(CLI::App& app) {
                       "probability that a packet is lost; a lost packet arrives --loss-stall-ms "
                       "late and holds back its connection's later bytes (TCP retransmission)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   command->add_option("--loss-stall-ms", options->loss_stall_ms,
                       "extra delay of a lost packet, about one TCP retransmission timeout")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--seed", options->seed,
                       "seed of the loss pattern: the same seed loses the same packet numbers")
       ->capture_default_str();
   command->add_option("--trace-offset-s", options->trace_offset_s,
                       "start this many seconds into the traces")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--stats-interval-s", options->stats_interval_s,
                       "seconds between throughput lines on stderr")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   command->add_option("--port-file", options->port_file,
                       "write the listening port to this file once listening (for scripts "
                       "using port 0)");

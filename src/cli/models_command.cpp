@@ -73,8 +73,10 @@ void add_models_command(CLI::App& app) {
       "models", "List the edge model pool (and the FM when its file exists) with parameters,\n"
                 "multiply-adds and batch-1 / batch-64 forward latency measured on this machine");
   add_fm_options(*c, o->fm);
-  c->add_option("--repetitions", o->repetitions, "Timed batch-1 forwards per model")->capture_default_str();
-  c->add_option("--dim", o->dim, "Embedding dimension of the edge models")->capture_default_str();
+  c->add_option("--repetitions", o->repetitions, "Timed batch-1 forwards per model")->capture_default_str()
+      ->check(positive_number());
+  c->add_option("--dim", o->dim, "Embedding dimension of the edge models")->capture_default_str()
+      ->check(positive_number());
   c->add_option("--spec", o->spec_path,
                  "Sample spec JSON, or a data set description with one (default: the FM's, else "
                  "grey 28x28 images)");

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/usage.h"
 #include "data/dataset.h"
 #include "models/encoder.h"
 #include "models/foundation.h"

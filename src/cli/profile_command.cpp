@@ -200,16 +200,17 @@ void add_profile_command(CLI::App& app) {
                 "architecture to measure (repeatable; default: every edge architecture)");
   c->add_option("--dim", o->dim, "embedding dimension of the edge models (the FM's)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   c->add_option("--repetitions", o->repetitions, "timed batch-1 forwards per architecture")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   c->add_option("--warmup", o->warmup, "untimed forwards before timing")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   c->add_option("--threads", o->threads,
                 "torch intra-op threads while measuring (0: the core count, as the edge runs)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   c->add_option("--device-name", o->device_name, "name written in the profile (default: host name)");
   c->add_option("--spec", o->spec_path,
                 "sample spec JSON, or a data set description with one (default: grey 28x28 images)");

@@ -34,9 +34,9 @@ struct ScenarioCommandOptions {
 edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
                                std::shared_ptr<models::FoundationModel> fm) {
   edge::ScenarioHooks hooks;
-  hooks.fm_correct = [fm](const data::Split& split, size_t samples) {
-    const data::Dataset test =
-        data::load_dataset(data::fashion_mnist_description(), data::Part::test);
+  const data::DatasetDescription description = edge::scenario_description(c.scenario);
+  hooks.fm_correct = [fm, description](const data::Split& split, size_t samples) {
+    const data::Dataset test = data::load_dataset(description, data::Part::test);
     std::vector<size_t> order = data::stream_order(test, split);
     if (order.size() > samples) order.resize(samples);
     const data::Dataset part = test.subset(order);
@@ -44,11 +44,9 @@ edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
     return customize::correct_predictions(e, customize::pool_to_label(fm->pool, part), part.labels);
   };
   if (c.no_study) return hooks;
-  hooks.selection = [c, fm](const edge::SelectionStudyInput& in) {
-    const data::Dataset train =
-        data::load_dataset(data::fashion_mnist_description(), data::Part::train);
-    const data::Dataset test =
-        data::load_dataset(data::fashion_mnist_description(), data::Part::test);
+  hooks.selection = [c, fm, description](const edge::SelectionStudyInput& in) {
+    const data::Dataset train = data::load_dataset(description, data::Part::train);
+    const data::Dataset test = data::load_dataset(description, data::Part::test);
     // The history the cloud holds (as uploaded in the bootstrap), then the post-shift stream:
     // the next training images, every class.
     std::vector<size_t> history, post;
@@ -89,13 +87,14 @@ edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
   return hooks;
 }
 
-void run_scenario_command(ScenarioCommandOptions& c) {
+void run_scenario_command(ScenarioCommandOptions& c, const FmOptions& fm_options) {
+  c.scenario.fm_args = fm_options.arguments();
+  c.scenario.fm = fm_options.torchscript.empty() ? fm_options.path : fm_options.torchscript;
   json results;
   {
     StopSignals signals;
     c.scenario.stop = &StopSignals::flag();
-    auto fm = std::make_shared<models::FoundationModel>(
-        models::load_foundation_model(c.scenario.fm));
+    auto fm = std::make_shared<models::FoundationModel>(fm_options.load());
     results = edge::run_scenario(c.scenario, make_hooks(c, fm));
   }
 
@@ -140,9 +139,10 @@ void add_scenario_command(CLI::App& app) {
       "without them. Offline, the three selection strategies are compared at equal upload\n"
       "budgets. Writes results.json (timeline, selection, detection, architecture, targets),\n"
       "CSVs, timeline.png, selection.png and results.md to --out (docs/scenario.md).");
-  command->add_option("--fm", o.fm, "reference FM file (`edgefm fm train`)")
-      ->capture_default_str()
-      ->check(CLI::ExistingFile);
+  auto fm = std::make_shared<FmOptions>();
+  add_fm_options(*command, *fm);
+  command->add_option("--data", o.data_path,
+                      "data set description JSON (default: Fashion-MNIST; docs/data.md)");
   command->add_option("--out", o.out_dir, "output folder")->capture_default_str();
   command->add_option("--trace", o.trace, "uplink trace: a file or a name in --trace-dir")
       ->capture_default_str();
@@ -151,10 +151,10 @@ void add_scenario_command(CLI::App& app) {
                       "data/net-traces in the working folder or the source tree)");
   command->add_option("--delay-ms", o.delay_ms, "one-way delay of the link")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--l-app-ms", o.l_app_ms, "the edge's latency budget L_app")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--split", o.splits,
                       "class splits to run: default, even, or split JSON files (repeatable)")
       ->capture_default_str();
@@ -164,59 +164,59 @@ void add_scenario_command(CLI::App& app) {
   command->add_option("--history", o.history,
                       "seen-class training images the device uploaded before (its first model)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--samples", o.samples, "live stream length (test images)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--shift-at", o.shift_at, "the unseen classes appear from this sample on")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--detection-samples", o.detection_samples,
                       "detection-only runs stop this many samples after the shift")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--rate", o.rate, "stream rate (samples/s)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--window-s", o.window_s, "timeline window (s)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--audit", o.audit, "audit share of the samples answered on the edge")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   command->add_option("--upload-strategy", o.upload_strategy,
                       "live selection: random | lowest_margin | margin_diversity")
       ->capture_default_str();
   command->add_option("--upload-per-minute", o.upload_per_minute, "upload budget, samples a minute")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--upload-kbps", o.upload_kbps, "upload budget, kbit/s of uplink")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--drift-upload-s", o.drift_upload_s,
                       "after a drift, every sample is an upload candidate this long")
       ->capture_default_str();
   command->add_option("--job-min-new", o.job_min_new,
                       "samples uploaded after the drift before the job starts")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--job-epochs", o.job_epochs, "distillation epochs of each job")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--job-lambda", o.job_lambda,
                       "InfoNCE weight of each job (0: the student imitates the FM's embeddings "
                       "only, which keeps unseen classes apart)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--job-outliers", o.job_outliers,
                       "synthetic outliers per upload in each job (imitated with MSE only)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(number_in(0.0, 10.0));
   command->add_option("--job-balance", o.job_balance,
                       "class balance of each job's draws by the FM's pseudo-labels, an exponent "
                       "in [0, 1] (1: every class the same; 0: as uploaded)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   command->add_option("--score", o.score, "routing score the jobs ship")
       ->capture_default_str()
       ->check(CLI::IsMember(route::score_names()));
@@ -233,16 +233,18 @@ void add_scenario_command(CLI::App& app) {
                       "selection study: upload budgets as shares of the post-shift stream")
       ->capture_default_str();
   command->add_option("--study-epochs", c->study_epochs, "selection study: retraining epochs")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   command->add_option("--random-repeats", c->random_repeats,
                       "selection study: random selection averaged over this many seeds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   command->add_flag("--no-study", c->no_study, "skip the offline selection study");
   command->add_flag("!--no-study-oracle", c->study_oracle,
                     "selection study: leave out the label oracle's reference rows (uploads drawn "
                     "from the unseen classes by their true labels)");
   command->add_option("--token", o.token, "bearer token between edge and cloud");
-  command->callback([c] { run_scenario_command(*c); });
+  command->callback([c, fm] { run_scenario_command(*c, *fm); });
 }
 
 }  // namespace edgefm::cli

@@ -135,7 +135,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--port", s.port, "TCP port; 0 picks a free one (see --port-file)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
+      ->check(number_in(0, 65535));
   command->add_option("--token", s.token,
                       "require 'Authorization: Bearer <token>' on every /v2 endpoint but health "
                       "(default: no authentication)");
@@ -143,24 +143,25 @@ void add_serve_command(CLI::App& app) {
                       "most images per FM call when batching requests together; 1 turns "
                       "batching off")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--max-queue-delay-us", s.max_queue_delay_us,
                       "longest time a request waits for others to batch with, in microseconds")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   command->add_option("--max-request-mb", options->max_request_mb,
                       "largest request body accepted, in MiB; larger ones are answered 413")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(positive_number());
   command->add_option("--threads", s.threads,
                       "HTTP worker threads: the number of client connections served at once "
                       "(default: max(64, 4 x cores))")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--batch-workers", s.batch_workers,
                       "threads calling the FM with batches (1 keeps one batch in the model at a "
                       "time)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--device", s.device,
                       "where the FM runs: cpu, or cuda when the linked LibTorch has CUDA")
       ->capture_default_str()
@@ -176,7 +177,7 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--customization-max-jobs", options->customization_max_jobs,
                       "customization jobs that may wait at once; more are answered 429")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   command->add_option("--port-file", options->port_file,
                       "write the listening port to this file once listening (for scripts "
                       "using --port 0)");

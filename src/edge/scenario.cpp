@@ -171,6 +171,7 @@ EdgeRun run_edge(const std::string& program, const Cloud& cloud, const fs::path&
       "--uploads-trigger", std::to_string(o.uploads_trigger), "--audit-per-minute",
       fmt_num(o.audit_per_minute, 6), "--drain-s", "5", "--quiet"};
   if (!o.token.empty()) args.insert(args.end(), {"--token", o.token});
+  if (!o.data_path.empty()) args.insert(args.end(), {"--data", o.data_path});
   args.insert(args.end(), extra.begin(), extra.end());
   ChildProcess edge(program, args, (dir / (tag + "-edge.log")).string());
   const auto deadline =
@@ -233,6 +234,11 @@ json live_open_set(const std::vector<json>& answers, const std::vector<std::stri
 }  // namespace
 
 ScenarioOptions scenario_default_options() { return ScenarioOptions{}; }
+
+data::DatasetDescription scenario_description(const ScenarioOptions& options) {
+  return options.data_path.empty() ? data::fashion_mnist_description()
+                                   : data::load_description(options.data_path);
+}
 
 data::Split resolve_split(const std::string& name) {
   if (name == "default") return data::default_split();
@@ -374,9 +380,9 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   const fs::path runs = out / "runs";
   fs::remove_all(runs);
   fs::create_directories(runs);
-  const data::Dataset train =
-      data::load_dataset(data::fashion_mnist_description(), data::Part::train);
-  const data::Dataset test = data::load_dataset(data::fashion_mnist_description(), data::Part::test);
+  const data::DatasetDescription description = scenario_description(o);
+  const data::Dataset train = data::load_dataset(description, data::Part::train);
+  const data::Dataset test = data::load_dataset(description, data::Part::test);
   for (const auto& s : splits) data::check_split(s, static_cast<int>(test.class_names.size()));
   const size_t samples = std::min(o.samples, test.size());
 
@@ -384,7 +390,12 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   const fs::path profile_file = runs / "device-profile.json";
   {
     std::fprintf(stderr, "[scenario] profiling the edge architectures on this machine\n");
-    ChildProcess profile(program, {"profile", "--json", profile_file.string(), "--repetitions", "100", "--threads", "1"},
+    // At the data's sample shape (and its front end: audio's log-mel).
+    const fs::path spec_file = runs / "sample-spec.json";
+    write_json_file(spec_file, data::to_json(train.spec));
+    ChildProcess profile(program,
+                         {"profile", "--json", profile_file.string(), "--repetitions", "100",
+                          "--threads", "1", "--spec", spec_file.string()},
                          (runs / "profile.log").string());
     const std::optional<int> status = profile.wait_for(std::chrono::minutes(5));
     if (!status || *status != 0) {
@@ -402,9 +413,15 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   const fs::path service_dir = runs / "customization";
   Cloud cloud;
   {
-    std::vector<std::string> args = {"serve", "--fm", o.fm, "--host", "127.0.0.1", "--port", "0",
-                                     "--port-file", (runs / "serve.port").string(),
-                                     "--customization-dir", service_dir.string()};
+    std::vector<std::string> args = {"serve"};
+    if (o.fm_args.empty()) {
+      args.insert(args.end(), {"--fm", o.fm});
+    } else {
+      args.insert(args.end(), o.fm_args.begin(), o.fm_args.end());
+    }
+    args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0", "--port-file",
+                             (runs / "serve.port").string(), "--customization-dir",
+                             service_dir.string()});
     if (!o.token.empty()) args.insert(args.end(), {"--token", o.token});
     std::fprintf(stderr, "[scenario] starting the cloud service (%s)\n", o.fm.c_str());
     cloud.serve = std::make_unique<ChildProcess>(program, args, (runs / "serve.log").string());

@@ -22,13 +22,16 @@
 #include <vector>
 
 #include "common/json_io.h"
+#include "data/dataset.h"
 #include "data/split.h"
 
 namespace edgefm::edge {
 
 struct ScenarioOptions {
   std::string program;                  // the edgefm binary (empty: this program)
-  std::string fm = "models/fm.pt";
+  std::string fm = "models/fm.pt";      // for messages and results (the reference FM's file)
+  std::vector<std::string> fm_args;     // the FM options for `serve` (empty: --fm fm)
+  std::string data_path;                // data set description JSON (empty: Fashion-MNIST)
   std::string out_dir = "out/scenario";
   std::string trace = "Verizon-LTE-short";  // a file, or a name in trace_dir
   std::string trace_dir;                // empty: default_trace_dir()
@@ -83,6 +86,9 @@ struct ScenarioHooks {
   // (indexed by position, the answers' "id"s).
   std::function<std::vector<bool>(const data::Split& split, size_t samples)> fm_correct;
 };
+
+// The data set the scenario streams: options.data_path's description, else Fashion-MNIST.
+data::DatasetDescription scenario_description(const ScenarioOptions& options);
 
 // A split by name ("default", "even") or from a JSON file.
 data::Split resolve_split(const std::string& name_or_path);
