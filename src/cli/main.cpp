@@ -7,16 +7,18 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/provenance.h"
 #include "common/threads.h"
 
 int main(int argc, char** argv) {
+  edgefm::set_command_line(argc, argv);
   edgefm::pin_openblas_to_one_thread();
   CLI::App app{
       "EdgeFM: a small edge model that answers what it is sure of and asks a cloud foundation\n"
       "model (FM) the rest, with the switching threshold following the network.\n"
       "Run `edgefm <command> --help` for the options of each command."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "edgefm 0.1.0");
+  app.set_version_flag("--version", "edgefm " + edgefm::edgefm_version());
   edgefm::cli::add_fm_command(app);
   edgefm::cli::add_data_command(app);
   edgefm::cli::add_models_command(app);
