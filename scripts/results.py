@@ -30,6 +30,7 @@ TITLES = {
     "demo": "Fashion-MNIST demo (`scripts/demo.sh`)",
     "demo-keywords": "Keywords, synthesized speech (`DEMO_TASK=keywords scripts/demo.sh`)",
     "bench": "Benchmarks (`bench/`)",
+    "clip-shaped": "A real FM's path: the CLIP-shaped stand-in (`edgefm fm clip-shaped`)",
     "device-bench": "Cloud service with the reference FM (`scripts/device-bench.sh`)",
 }
 
@@ -493,8 +494,10 @@ def collect(inputs, results_dir):
 
 def sources_of(folder):
     """One source per subfolder of a results folder; loose JSON files form one more."""
-    out = [(d, os.path.join(folder, d)) for d in sorted(os.listdir(folder))
-           if os.path.isdir(os.path.join(folder, d))]
+    known = list(TITLES)
+    names = sorted((d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))),
+                   key=lambda d: (known.index(d) if d in known else len(known), d))
+    out = [(d, os.path.join(folder, d)) for d in names]
     loose = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".json")]
     return out + [("results", f) for f in loose]
 
