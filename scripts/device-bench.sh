@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # FM throughput of the cloud service (cloud_bench) at several server max batch sizes and client
-# concurrencies, on the CPU here or on the GPU machine. Writes <out>/<device>.json and prints a
+# concurrencies, on the CPU or on a GPU machine. Writes <out>/<device>.json and prints a
 # table. How to run it on a GPU machine and what the JSON holds: docs/device-bench.md.
 #
-#   scripts/device-bench.sh --device cpu                 # here: uses build/ (scripts/build.sh if missing)
-#   scripts/device-bench.sh --device cuda --out "$OUT"   # GPU machine: builds build-cuda/ against
+#   scripts/device-bench.sh --device cpu                 # uses build/ (scripts/build.sh if missing)
+#   scripts/device-bench.sh --device cuda --out DIR      # GPU machine: builds build-cuda/ against
 #                                                        # python3's CUDA LibTorch and .device-deps/
 set -euo pipefail
 cd "$(dirname "$0")/.."
