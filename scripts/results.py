@@ -461,7 +461,7 @@ def document(sources):
              "`scripts/results.py --publish` (from `docs/results/`); do not edit by hand. What "
              "the figures mean, and what they do not show, is explained in the page of each "
              "part (`docs/eval.md`, `docs/experiment.md`, `docs/scenario.md`, "
-             "`docs/cloud.md`, `docs/data.md`).", ""]
+             "`docs/cloud.md`, `docs/device-bench.md`, `docs/data.md`).", ""]
     for name, path in sources:
         text = section(name, path)
         if text:
