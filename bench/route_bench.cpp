@@ -223,7 +223,8 @@ int main(int argc, char** argv) {
   edgefm::set_command_line(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  for (const auto& [key, value] : edgefm::provenance().items()) {
+  const edgefm::json provenance = edgefm::provenance();
+  for (const auto& [key, value] : provenance.items()) {
     benchmark::AddCustomContext("provenance_" + key, value.get<std::string>());
   }
   benchmark::RunSpecifiedBenchmarks();
