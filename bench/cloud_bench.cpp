@@ -20,6 +20,7 @@
 #include "cloud/server.h"
 #include "common/error.h"
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "common/threads.h"
 #include "eval/metrics.h"
@@ -257,7 +258,8 @@ int run(const BenchOptions& o) {
                    {"warmup_s", o.warmup_s},
                    {"duration_s", o.duration_s},
                    {"rows", out_rows},
-                   {"batched_vs_unbatched", summary}};
+                   {"batched_vs_unbatched", summary},
+                   {"provenance", provenance()}};
     write_json_file(o.json_path, result);
     std::fprintf(stderr, "cloud_bench: wrote %s\n", o.json_path.c_str());
   }
@@ -267,6 +269,7 @@ int run(const BenchOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  set_command_line(argc, argv);
   BenchOptions o;
   CLI::App app{"cloud_bench: requests/s and latency percentiles of the cloud service with and\n"
                "without dynamic batching, at several client concurrencies."};

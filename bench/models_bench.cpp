@@ -7,13 +7,13 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "common/threads.h"
 #include "models/edge.h"
@@ -21,20 +21,8 @@
 
 using namespace edgefm;
 
-namespace {
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
+  set_command_line(argc, argv);
   CLI::App app{"Forward latency of the edge models and the FM (batch 1 and batched)"};
   std::string fm_path = "models/fm.pt";
   std::string json_path;
@@ -51,13 +39,12 @@ int main(int argc, char** argv) {
   models::configure_torch_threads(threads);
   struct utsname host {};
   ::uname(&host);
-  json machine = {{"cpu", cpu_name()},
+  json machine = {{"description", machine_description()},
                   {"cores", hardware_threads()},
                   {"torch_threads", threads > 0 ? threads : hardware_threads()},
                   {"kernel", std::string(host.release)},
                   {"compiler", __VERSION__}};
-  std::fprintf(stderr, "[models_bench] %s, %d cores\n", machine["cpu"].get<std::string>().c_str(),
-               hardware_threads());
+  std::fprintf(stderr, "[models_bench] %s\n", machine["description"].get<std::string>().c_str());
 
   Table table({"model", "params", "MACs", "batch", "mean ms", "± stdev", "median ms", "p99 ms", "img/s"});
   json rows = json::array();
@@ -89,6 +76,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "[models_bench] no FM at %s: edge models only\n", fm_path.c_str());
   }
   table.print(std::cout);
-  if (!json_path.empty()) write_json_file(json_path, {{"bench", "models"}, {"rows", rows}});
+  if (!json_path.empty()) write_json_file(json_path, {{"bench", "models"}, {"rows", rows}, {"provenance", provenance()}});
   return 0;
 }

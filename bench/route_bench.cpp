@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/provenance.h"
 #include "customize/select.h"
 #include "eval/metrics.h"
 #include "route/scores.h"
@@ -216,4 +217,17 @@ BENCHMARK(BM_UploadSelectorOffer);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// BENCHMARK_MAIN plus the provenance of the run in the JSON context (--benchmark_out):
+// "provenance_command", "provenance_date", "provenance_machine", "provenance_version".
+int main(int argc, char** argv) {
+  edgefm::set_command_line(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const edgefm::json provenance = edgefm::provenance();
+  for (const auto& [key, value] : provenance.items()) {
+    benchmark::AddCustomContext("provenance_" + key, value.get<std::string>());
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

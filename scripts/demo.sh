@@ -7,7 +7,9 @@
 # with a short open-set scenario (the whole customization loop live: audits, drift, uploads,
 # a customization job, the model hot swap).
 # Results: out/demo/summary.json (schema in README.md), curve.csv, curve.png, experiment/,
-# scenario/.
+# scenario/, and results.md: every table with its command, date and machine
+# (scripts/results.py; `scripts/results.py --collect out/demo --publish` puts them into
+# docs/results.md).
 #
 #   scripts/demo.sh                     Fashion-MNIST; FM_EPOCHS=3 by default (12: longer)
 #   DEMO_TASK=keywords scripts/demo.sh  the synthesized spoken-keyword task (audio, log-mel):
@@ -56,9 +58,10 @@ if [ "$DEMO_TASK" = keywords ]; then
   $bin experiment --fm "$fm" --data "$desc" --student models/student-keywords.pt \
     --out "$out/experiment"
   cat "$out/experiment/results.md"
+  python3 scripts/results.py "$out" --out "$out/results.md"
   echo
   echo "demo (keywords) finished in $(( $(date +%s) - started )) s: $out/summary.json," \
-    "$out/curve.png, $out/experiment/results.md"
+    "$out/curve.png, $out/results.md"
   exit 0
 fi
 
@@ -100,6 +103,9 @@ $bin scenario --fm "$fm" --split default --history 1500 --samples 4000 --shift-a
   --upload-per-minute 900 --post-shift 2000 \
   --study-epochs 4 --random-repeats 1 --out "$out/scenario"
 
+python3 scripts/results.py "$out" --out "$out/results.md"
+
 echo
 echo "demo finished in $(( $(date +%s) - started )) s: $out/summary.json, $out/curve.png," \
-  "$out/experiment/results.md, $out/scenario/results.md"
+  "$out/results.md (every table with its command; scripts/results.py --collect $out --publish" \
+  "keeps the JSON in docs/results/ and rewrites docs/results.md)"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # FM throughput of the cloud service (cloud_bench) at several server max batch sizes and client
-# concurrencies, on the CPU here or on the GPU machine. Writes <out>/<device>.json and prints a
-# table. Documentation, the GPU machine's `run` call and measured numbers: docs/device-bench.md.
+# concurrencies, on the CPU or on a GPU machine. Writes <out>/<device>.json and prints a
+# table. How to run it on a GPU machine and what the JSON holds: docs/device-bench.md.
 #
-#   scripts/device-bench.sh --device cpu                 # here: uses build/ (scripts/build.sh if missing)
-#   scripts/device-bench.sh --device cuda --out "$OUT"   # GPU machine: builds build-cuda/ against
+#   scripts/device-bench.sh --device cpu                 # uses build/ (scripts/build.sh if missing)
+#   scripts/device-bench.sh --device cuda --out DIR      # GPU machine: builds build-cuda/ against
 #                                                        # python3's CUDA LibTorch and .device-deps/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,7 @@ usage: scripts/device-bench.sh [options]
 EOF
 }
 
+command_line="scripts/device-bench.sh $*"  # recorded in the JSON's provenance
 device=cpu
 fm=""
 out=out/device-bench
@@ -227,9 +228,10 @@ if [ -n "$monitor" ]; then kill "$monitor" 2> /dev/null || true; wait "$monitor"
 [ "$device" = cpu ] && echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$env_file"
 
 # --- one JSON and one table --------------------------------------------------------------------
-python3 - "$out/$device.json" "$device" "$fm" "$env_file" "${raw[@]}" <<'EOF'
+python3 - "$out/$device.json" "$device" "$fm" "$env_file" "$command_line" "${raw[@]}" <<'EOF'
 import json, os, sys
-path, device, fm, env_file, raws = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+path, device, fm, env_file, command = sys.argv[1:6]
+raws = sys.argv[6:]
 env = {}
 for line in open(env_file):
     if "=" in line:
@@ -254,6 +256,9 @@ result = {"benchmark": "device-bench", "device": device, "fm_file": fm,
           "duration_s": runs[0]["duration_s"] if runs else None,
           "max_queue_delay_us": runs[0]["max_queue_delay_us"] if runs else None,
           "rows": rows, "runs": runs}
+# cloud_bench's provenance (date, machine, version) with this script's command line.
+if runs and isinstance(runs[0].get("provenance"), dict):
+    result["provenance"] = dict(runs[0]["provenance"], command=command)
 gpu_csv = os.path.join(os.path.dirname(path), "cuda-gpu.csv")
 if device == "cuda" and os.path.exists(gpu_csv):
     util, mem = [], []

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fetches, on this Debian machine, the build dependencies that the GPU machine lacks, and
-# unpacks them into .device-deps/ (ignored by git) for `scripts/device-bench.sh --device cuda`.
-# The GPU machine has no network and no Debian packages beyond its image, so the folder
-# travels with the `run` call (name it in `carry`; docs/device-bench.md).
+# Fetches, on a Debian 12 machine with network access, the build dependencies that a GPU
+# machine may lack, and unpacks them into .device-deps/ (ignored by git) for
+# `scripts/device-bench.sh --device cuda`. The GPU machine needs no network and no Debian
+# packages: copy the folder there with the repository (docs/device-bench.md).
 #
 #   .device-deps/usr/include/            nlohmann/, CLI/, openssl/, eigen3/, zlib.h, zconf.h
 #   .device-deps/usr/share/cmake/        nlohmann_json and CLI11 package configs

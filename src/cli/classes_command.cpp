@@ -1,4 +1,4 @@
-// edgefm classes: add or remove classes of a running edge (issue 4, runtime classes). The
+// edgefm classes: add or remove classes of a running edge (runtime classes). The
 // change goes to the class overlay in the edge's state folder (<state>/classes.json, see
 // edge/classes.h); an edge started with the same --state picks it up from its next sample.
 #include <cstdio>

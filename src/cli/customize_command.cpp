@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "common/provenance.h"
 #include "customize/job.h"
 #include "customize/select.h"
 #include "data/split.h"
@@ -65,6 +66,7 @@ void run_customize(const CustomizeOptions& o) {
     auto j = report.to_json();
     j["split"] = use_split ? split.name : "all";
     j["classes"] = classes;
+    j["provenance"] = provenance();
     write_json_file(o.json_path, j);
   }
 }

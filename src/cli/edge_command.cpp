@@ -22,6 +22,7 @@
 #include "common/json_io.h"
 #include "common/json_lines.h"
 #include "common/progress.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "data/dataset.h"
 #include "data/idx.h"
@@ -447,6 +448,7 @@ void run_edge(const EdgeCommandOptions& o) {
     result["nominal"] = {{"rtt_ms", o.nominal_rtt_ms},
                          {"uplink_bps", o.nominal_uplink_mbps * 1e6},
                          {"cloud_ms", o.nominal_cloud_ms}};
+    result["provenance"] = provenance();
     write_json_file(o.json_path, result);
   }
 }

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "customize/job.h"
 #include "data/split.h"
@@ -247,6 +248,7 @@ void run_eval(const EvalOptions& o) {
     open_table.print(std::cout);
   }
   report["open_set"] = open_set;
+  report["provenance"] = provenance();
   if (!o.json_path.empty()) write_json_file(o.json_path, report);
 }
 

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "models/edge.h"
 #include "models/fm.h"
@@ -48,7 +49,8 @@ void run_fm_train(const FmTrainOptions& o) {
                                   {"final_loss", result.final_loss},
                                   {"temperature", result.temperature},
                                   {"test_accuracy", result.test_accuracy},
-                                  {"epochs", o.params.epochs}});
+                                  {"epochs", o.params.epochs},
+                                  {"provenance", provenance()}});
   }
 }
 
@@ -75,7 +77,8 @@ void run_fm_eval(const FmEvalOptions& o) {
                                   {"params", fm.image->parameter_count()},
                                   {"multiply_adds", fm.image->multiply_adds()},
                                   {"latency_ms_b1", latency.median_ms},
-                                  {"test_images", test.size()}});
+                                  {"test_images", test.size()},
+                                  {"provenance", provenance()}});
   }
 }
 

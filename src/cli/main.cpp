@@ -4,9 +4,11 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "common/provenance.h"
 #include "common/threads.h"
 
 int main(int argc, char** argv) {
+  edgefm::set_command_line(argc, argv);
   edgefm::pin_openblas_to_one_thread();
   return edgefm::cli::run_program(std::vector<std::string>(argv + 1, argv + argc));
 }

@@ -8,6 +8,7 @@
 #include "cli/options.h"
 #include "common/error.h"
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "models/edge.h"
 
@@ -61,7 +62,8 @@ void run_models(const ModelsOptions& o) {
   if (!o.json_path.empty()) {
     write_json_file(o.json_path, {{"spec", data::to_json(spec)},
                                   {"frontend_ms", frontend.median_ms},
-                                  {"models", rows}});
+                                  {"models", rows},
+                                  {"provenance", provenance()}});
   }
 }
 

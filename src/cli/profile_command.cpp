@@ -22,6 +22,7 @@
 #include "cli/options.h"
 #include "common/error.h"
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "common/threads.h"
 #include "customize/arch_choice.h"
@@ -181,6 +182,7 @@ void run_profile(ProfileOptions& o) {
   // Round-trip through the parser so the file is known to be a valid request profile.
   customize::DeviceProfile::from_json(profile_json);
   if (!o.json_path.empty()) {
+    profile_json["provenance"] = provenance();
     write_json_file(o.json_path, profile_json);
     std::fprintf(stderr, "[profile] wrote %s\n", o.json_path.c_str());
   }

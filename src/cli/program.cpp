@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/usage.h"
 #include "common/error.h"
+#include "common/provenance.h"
 
 namespace edgefm::cli {
 namespace {
@@ -23,7 +24,7 @@ std::string without_trace(const char* what) {
 
 void add_commands(CLI::App& app) {
   app.require_subcommand(1);
-  app.set_version_flag("--version", "edgefm 0.1.0");
+  app.set_version_flag("--version", "edgefm " + edgefm_version());
   add_fm_command(app);
   add_data_command(app);
   add_models_command(app);

@@ -1,5 +1,5 @@
 #pragma once
-// Signed artifacts (issue 11, item 6). A published artifact's metadata holds the SHA-256 of
+// Signed artifacts. A published artifact's metadata holds the SHA-256 of
 // its content; that proves a download matches the service's file, not that the service made
 // it. With a key shared by the service and the edge (CustomizationOptions::artifact_key,
 // ClientOptions::artifact_key), the metadata also carries

@@ -1,5 +1,5 @@
 #pragma once
-// Architecture choice by an accuracy-resource lookup table (issue 4, EdgeFM's "model pool"
+// Architecture choice by an accuracy-resource lookup table (EdgeFM's "model pool"
 // step). Each row is one edge architecture: its accuracy (measured by the cloud on held-out
 // FM-labelled data) and its cost on the device (batch-1 latency and peak memory, measured on
 // the device by `edgefm profile`). The choice is the most accurate architecture within the

@@ -7,7 +7,7 @@
 //   margin_diversity  candidates = the candidate_factor * budget lowest-score samples, then
 //                     k-center greedy on their embeddings, seeded by the lowest-score sample,
 //                     so near-duplicates of one confusion do not eat the budget
-// Streaming (on the edge, issue 4): UploadSelector keeps samples whose score falls below an
+// Streaming (on the edge): UploadSelector keeps samples whose score falls below an
 // upload threshold, closes a small window of them at a time, picks from it by the same
 // strategies (k-center against the recently uploaded embeddings) and pays for each upload from
 // two token buckets: samples per minute and kbit/s of uplink, so uploads never starve cloud

@@ -1,5 +1,5 @@
 #pragma once
-// The selection comparison of the open-set scenario (issue 4): after the unseen classes appear,
+// The selection comparison of the open-set scenario: after the unseen classes appear,
 // the edge uploads a budget of post-shift samples chosen by a strategy, the cloud retrains its
 // student on them plus the device's earlier (pre-shift) uploads, and the new student's accuracy
 // is measured. One row per strategy and budget: accuracy of the resulting edge model against
@@ -62,7 +62,7 @@ struct SelectionStudyParams {
   bool novelty_quotas = true;
   // Share of each pick (with novelty_quotas: of each predicted class's quota) drawn uniformly
   // from the samples the margins left: the audit of confident samples, since a score can be
-  // confidently wrong on a class the edge never saw (issue 4's audit sampling). With a share
+  // confidently wrong on a class the edge never saw (as the edge's audits do). With a share
   // above 0 the selection is seeded, so margin_diversity is averaged over random_repeats too.
   double audit_share = 0.5;
   // Upload rounds, as the live loop runs them: round r uploads its share of the budget ranked

@@ -1,5 +1,5 @@
 #pragma once
-// Runtime classes (issue 4, part 5): the classes an operator adds to or removes from the edge
+// Runtime classes: the classes an operator adds to or removes from the edge
 // while it runs, kept as an overlay on the student's text pool in the edge's state folder:
 //
 //   <state>/classes.json

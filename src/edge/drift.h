@@ -1,5 +1,5 @@
 #pragma once
-// Drift detection from audits (issue 4). The edge sends a few confident samples to the cloud
+// Drift detection from audits. The edge sends a few confident samples to the cloud
 // (RuntimeOptions::audit_fraction) and compares the FM's answer with its own. On the classes
 // it was customized for, the two rarely disagree; when classes it never saw start to arrive,
 // the small model maps them confidently onto similar known classes and the disagreement rate

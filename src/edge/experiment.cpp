@@ -14,6 +14,7 @@
 #include "cloud/client.h"
 #include "common/error.h"
 #include "common/progress.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "data/dataset.h"
 #include "edge/process.h"
@@ -417,7 +418,8 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
                 {"l_app_ms", l_app_ms},
                 {"l_app_given", o.l_app_ms > 0.0},
                 {"t_cloud_ms_measured", t_cloud_ms},
-                {"derivation", derivation.to_json()}};
+                {"derivation", derivation.to_json()},
+                {"provenance", provenance()}};
   for (const auto& t : traces) setup["traces"].push_back(t.string());
   write_json_file(out_dir / "setup.json", setup);
 

@@ -1,5 +1,5 @@
 #pragma once
-// The edge's half of continuous customization (issue 4): what to upload, when to ask for a new
+// The edge's half of continuous customization: what to upload, when to ask for a new
 // model. The runtime (edge/runtime.h) calls observe() for every sample and audited() for every
 // audit; the loop
 //   1. offers each sample to an UploadSelector (customize/select.h): candidates are samples

@@ -9,7 +9,7 @@
 //   budget    the sample was bound for the cloud, but the cloud-query budget of this minute
 //             is spent (a cost cap): the small model's answer, at once.
 //
-// Audits (issue 4). A score can be confidently wrong on a class the edge never saw, so a
+// Audits. A score can be confidently wrong on a class the edge never saw, so a
 // configurable share of the samples answered on the edge also goes to the cloud, within a
 // rate limit. The edge answer stands; when the FM's answer comes back, `on_audit` gets both
 // (the drift detector in edge/drift.h counts the disagreements).

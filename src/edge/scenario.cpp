@@ -16,6 +16,7 @@
 #include "cloud/customization_client.h"
 #include "common/error.h"
 #include "common/progress.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "data/dataset.h"
 #include "edge/experiment.h"
@@ -686,6 +687,7 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
                          {"upload_per_minute", o.upload_per_minute},
                          {"upload_kbps", o.upload_kbps}, {"job_min_new", o.job_min_new},
                          {"job_epochs", o.job_epochs}, {"second_budget_ms", second_budget_ms}};
+  results["provenance"] = provenance();
   write_json_file(out / "results.json", results);
 
   // CSVs and plots.

@@ -1,5 +1,5 @@
 #pragma once
-// The open-set scenario (`edgefm scenario`, issue 4, docs/scenario.md): EdgeFM's whole loop,
+// The open-set scenario (`edgefm scenario`, docs/scenario.md): EdgeFM's whole loop,
 // live. The cloud service (with its customization extension) and the link emulator run as
 // processes; for each class split:
 //   1. bootstrap: the device's history (seen-class images only) is uploaded and a first

@@ -1,5 +1,5 @@
 #pragma once
-// Model updates on the edge (issue 4, part 4): poll the customization service
+// Model updates on the edge: poll the customization service
 // (docs/customization.md) for a newer artifact of this device, download it (checksum verified,
 // written atomically), load it beside the running model, check that it fits, and hand it to
 // `install` (typically EdgeRuntime::swap_model, which swaps between two samples).

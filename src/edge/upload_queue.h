@@ -1,5 +1,5 @@
 #pragma once
-// The edge's durable upload queue (issue 4): samples selected for customization are written
+// The edge's durable upload queue: samples selected for customization are written
 // to an SQLite file before anything is sent, and leave it only when the cloud has
 // acknowledged them. WAL journal with synchronous=FULL, so a returned enqueue() or
 // acknowledge() survives the process being killed (kill -9) or the machine losing power.

@@ -1,4 +1,4 @@
-// Hostile and heavy clients against an in-process server (issue 11): requests built to crash
+// Hostile and heavy clients against an in-process server: requests built to crash
 // the service, stall it or turn a 4xx into a 500. Each test checks the answer (status and
 // JSON error body) and that the server serves on afterwards.
 #include <arpa/inet.h>
@@ -738,7 +738,7 @@ TEST(Hardening, ATamperedArtifactWithAMatchingSha256IsRefused) {
             std::string::npos) << message;
   EXPECT_FALSE(fs::exists(out));
   CustomizationClient unkeyed(h.client_options(""));
-  EXPECT_EQ(download_error(unkeyed, version, out), "");  // what the issue found: installed
+  EXPECT_EQ(download_error(unkeyed, version, out), "");  // without a key: installed
 }
 
 TEST(Hardening, AnUnsignedArtifactIsRefusedByAKeyedEdge) {
