@@ -392,6 +392,7 @@ TEST(Updater, AnArtifactWithNonFiniteWeightsIsRefusedAndTheOldModelKeepsServing)
   service.publish = Publish::diverged;
   ASSERT_EQ(service.publish_version(), 1);
   const UpdateOutcome outcome = updater.check_once();
+  std::printf("[diverged artifact] %s\n", outcome.message.c_str());
   ASSERT_EQ(outcome.status, UpdateStatus::rejected) << outcome.message;
   EXPECT_NE(outcome.message.find("model v1 rejected: unsound: parameter '"), std::string::npos)
       << outcome.message;
