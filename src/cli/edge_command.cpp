@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -214,13 +213,9 @@ void run_edge(const EdgeCommandOptions& o) {
     }
   }
 
-  std::unique_ptr<std::ofstream> log;
-  if (!o.log_path.empty()) {
-    std::filesystem::path log_path(o.log_path);
-    if (log_path.has_parent_path()) std::filesystem::create_directories(log_path.parent_path());
-    log = std::make_unique<std::ofstream>(o.log_path, std::ios::trunc);
-    if (!*log) throw Error("edge: cannot write the log file '" + o.log_path + "'");
-  }
+  // Appended to like the events log: a restarted edge keeps the answers of earlier runs.
+  std::unique_ptr<JsonLinesLog> log;
+  if (!o.log_path.empty()) log = std::make_unique<JsonLinesLog>(o.log_path);
   std::vector<edge::Answer> answers;
   answers.reserve(order.size());
   auto sink = [&](const edge::Answer& a) {
@@ -235,7 +230,7 @@ void run_edge(const EdgeCommandOptions& o) {
     } else if (a.id < order.size() && !dataset.files.empty()) {
       line["file"] = dataset.files[order[a.id]];
     }
-    if (log) *log << line.dump() << '\n';
+    if (log) log->write(line);
   };
 
   // Continuous customization: the upload loop, model updates, runtime classes.
@@ -402,7 +397,6 @@ void run_edge(const EdgeCommandOptions& o) {
   edge::RuntimeStats stats = runtime.stats();
   progress.finish({{"cloud", std::to_string(stats.cloud)},
                    {"fallback", std::to_string(stats.fallback)}});
-  if (log) log->flush();
   if (fed < order.size()) {
     std::fprintf(stderr, "[edge] stopped by a signal after %zu of %zu samples\n", fed, order.size());
   }
@@ -519,7 +513,8 @@ void add_edge_command(CLI::App& app) {
   command->add_option("--log", options->log_path,
                       "per-sample JSON lines: id, arrival_s, finish_s, latency_ms, route, "
                       "prediction, truth, correct, score, threshold, bytes_sent, est_uplink_bps, "
-                      "est_rtt_ms, ...");
+                      "est_rtt_ms, ...; appended to, never truncated (a restart keeps earlier "
+                      "runs' lines)");
   command->add_option("--json", options->json_path,
                       "summary JSON: accuracy, latency_ms_mean/p50/p95/p99, slo_violation_rate, "
                       "offload_ratio, bytes_up, counts per route, threshold events");

@@ -157,6 +157,24 @@ void add_serve_command(CLI::App& app) {
                       "(default: max(64, 4 x cores))")
       ->capture_default_str()
       ->check(positive_number());
+  // Connection limits and timeouts of the HTTP front (cloud/http_front.h), all positive.
+  auto add_limit = [command](const std::string& name, auto& value, const std::string& help) {
+    command->add_option(name, value, help)->capture_default_str()->check(positive_number());
+  };
+  add_limit("--max-connections", s.max_connections,
+            "open client connections at most; more are answered 503 and closed");
+  add_limit("--max-queued-requests", s.max_queued_requests,
+            "complete requests that may wait for a free worker; more are answered 503 with "
+            "Retry-After");
+  add_limit("--header-timeout-s", s.header_timeout_s,
+            "seconds a request line and headers may take to arrive; slower ones are answered "
+            "408 (slow clients hold no worker meanwhile)");
+  add_limit("--keep-alive-timeout-s", s.keep_alive_timeout_s,
+            "seconds an idle keep-alive connection stays open");
+  add_limit("--io-timeout-s", s.io_timeout_s,
+            "seconds each read or write of a request being served may wait");
+  add_limit("--request-timeout-s", s.request_timeout_s,
+            "seconds reading one request body may take in all");
   command->add_option("--batch-workers", s.batch_workers,
                       "threads calling the FM with batches (1 keeps one batch in the model at a "
                       "time)")

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <regex>
 #include <thread>
+#include <utility>
 
 #include <httplib.h>
 
@@ -701,6 +702,20 @@ CloudServer::CloudServer(models::FoundationModel fm, ServerOptions options,
   }
   if (o.threads < 1) fail_expected("cloud server threads", "at least 1", std::to_string(o.threads));
   if (o.max_request_bytes < 1) fail_expected("cloud server max_request_bytes", "at least 1", "0");
+  if (o.max_connections < 1) fail_expected("cloud server max_connections", "at least 1", "0");
+  if (o.max_queued_requests < 1) {
+    fail_expected("cloud server max_queued_requests", "at least 1", "0");
+  }
+  const std::pair<const char*, double> timeouts[] = {
+      {"header_timeout_s", o.header_timeout_s},
+      {"io_timeout_s", o.io_timeout_s},
+      {"request_timeout_s", o.request_timeout_s},
+      {"keep_alive_timeout_s", static_cast<double>(o.keep_alive_timeout_s)}};
+  for (const auto& [name, seconds] : timeouts) {
+    if (!(seconds > 0.0)) {
+      fail_expected(std::string("cloud server ") + name, "> 0 s", std::to_string(seconds));
+    }
+  }
   if (o.image_model.empty() || o.text_model.empty() || o.image_model == o.text_model) {
     fail_expected("cloud server model names", "two different non-empty names",
                   "'" + o.image_model + "' and '" + o.text_model + "'");

@@ -5,6 +5,7 @@
 
 #include "cloud/customization_client.h"
 #include "common/error.h"
+#include "models/student.h"
 
 namespace edgefm::edge {
 
@@ -161,6 +162,8 @@ UpdateOutcome ModelUpdater::check_once() {
     }
     const std::string unfit = incompatibility(model, options_);
     if (!unfit.empty()) return reject(version, "incompatible: " + unfit);
+    const std::string unsound = models::unsound_reason(*model.encoder, model.pool.dim());
+    if (!unsound.empty()) return reject(version, "unsound: " + unsound);
     model.version = std::to_string(version);
     const std::string arch = model.encoder->arch();
     const size_t classes = model.pool.size();

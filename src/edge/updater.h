@@ -1,12 +1,14 @@
 #pragma once
 // Model updates on the edge: poll the customization service
 // (docs/customization.md) for a newer artifact of this device, download it (checksum verified,
-// written atomically), load it beside the running model, check that it fits, and hand it to
+// written atomically), load it beside the running model, check that it fits and is sound
+// (finite weights and buffers, finite embeddings of a zero sample), and hand it to
 // `install` (typically EdgeRuntime::swap_model, which swaps between two samples).
 //
 // Anything wrong with a new version (checksum mismatch, an HTTP error answer, a file that
-// does not load, a model that does not fit, an install that throws) rejects it: one log line
-// "model v3 rejected: <why>; keeping v2", and that version is not tried again; a newer one is.
+// does not load, a model that does not fit or is unsound, an install that throws) rejects
+// it: one log line "model v3 rejected: <why>; keeping v2", and that version is not tried
+// again; a newer one is.
 // A service that cannot be reached is an outcome (`unreachable`, logged once until it answers
 // again), never an exception out of the polling thread; a download cut off that way is
 // retried at the next poll.

@@ -57,10 +57,11 @@ struct LatencySummary {
   size_t count = 0;
   double mean_ms = 0.0;
   double p50_ms = 0.0;
+  double p90_ms = 0.0;
   double p95_ms = 0.0;
   double p99_ms = 0.0;
   double max_ms = 0.0;
-  json to_json() const;  // {"count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"}
+  json to_json() const;  // {"count", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}
 };
 
 // Summary of latency samples in milliseconds (percentiles by the rule above); throws Error on

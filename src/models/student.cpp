@@ -1,5 +1,8 @@
 #include "models/student.h"
 
+#include <cmath>
+#include <vector>
+
 #include "common/error.h"
 #include "models/nets.h"
 #include "models/student_io.h"
@@ -28,6 +31,51 @@ void save_student(const std::filesystem::path& path, const ImageEncoder& encoder
   temporary += ".tmp";
   archive.save_to(temporary.string());
   std::filesystem::rename(temporary, path);
+}
+
+namespace {
+
+// The first named tensor holding a NaN or an infinity; empty when all are finite.
+template <typename Named>
+std::string first_non_finite(const Named& tensors, const char* kind) {
+  for (const auto& item : tensors) {
+    const torch::Tensor& t = item.value();
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
+      const int64_t bad = (~torch::isfinite(t)).sum().item<int64_t>();
+      return std::string(kind) + " '" + item.key() + "' has " + std::to_string(bad) +
+             " non-finite value(s) of " + std::to_string(t.numel());
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string unsound_reason(const ImageEncoder& encoder, int expected_dim) {
+  if (auto* torch_encoder = dynamic_cast<const TorchEncoder*>(&encoder)) {
+    const auto& body = *torch_encoder->net().body;
+    std::string why = first_non_finite(body.named_parameters(), "parameter");
+    if (why.empty()) why = first_non_finite(body.named_buffers(), "buffer");
+    if (!why.empty()) return why;
+  }
+  if (encoder.embedding_dim() != expected_dim) {
+    return "embedding dimension " + std::to_string(encoder.embedding_dim()) + ", expected " +
+           std::to_string(expected_dim);
+  }
+  const std::vector<float> zeros(static_cast<size_t>(encoder.input_shape().numel()), 0.0f);
+  std::vector<float> embedding(static_cast<size_t>(expected_dim), 0.0f);
+  try {
+    encoder.embed(zeros.data(), 1, embedding.data());
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    return "the forward pass on a zero sample failed: " + what.substr(0, what.find('\n'));
+  }
+  for (int i = 0; i < expected_dim; ++i) {
+    if (!std::isfinite(embedding[static_cast<size_t>(i)])) {
+      return "the embedding of a zero sample is not finite (element " + std::to_string(i) + ")";
+    }
+  }
+  return {};
 }
 
 Student load_student(const std::filesystem::path& path) {

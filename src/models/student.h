@@ -30,6 +30,11 @@ Student load_student(const std::filesystem::path& path);
 void save_student(const std::filesystem::path& path, const ImageEncoder& encoder,
                   const TextPool& pool, json meta);
 
+// Why a loaded model must not serve; empty when it is sound: every parameter and buffer of
+// a torch edge model is finite, and embedding one zero sample of the encoder's spec shape
+// gives `expected_dim` finite values. One line, naming the first tensor at fault.
+std::string unsound_reason(const ImageEncoder& encoder, int expected_dim);
+
 constexpr const char* kStudentFormat = "edgefm-student";
 constexpr int kStudentFormatVersion = 1;
 

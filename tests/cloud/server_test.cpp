@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -133,6 +135,27 @@ TEST(CloudServer, ModelReadyAndVersions) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);
   EXPECT_EQ(error_message(res), "model 'fm' has no version '2'; it has version 1");
+}
+
+TEST(CloudServer, RefusesLimitsThatCannotWork) {
+  const auto fm = make_linear_foundation_model(testing::model_options(), kClasses);
+  auto expect_refused = [&](const std::function<void(ServerOptions&)>& change,
+                            const std::string& field) {
+    ServerOptions options = testing::test_options();
+    change(options);
+    try {
+      CloudServer server(fm, options);
+      ADD_FAILURE() << field << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  expect_refused([](ServerOptions& o) { o.max_connections = 0; }, "max_connections");
+  expect_refused([](ServerOptions& o) { o.max_queued_requests = 0; }, "max_queued_requests");
+  expect_refused([](ServerOptions& o) { o.header_timeout_s = 0; }, "header_timeout_s");
+  expect_refused([](ServerOptions& o) { o.io_timeout_s = -1; }, "io_timeout_s");
+  expect_refused([](ServerOptions& o) { o.request_timeout_s = std::nan(""); }, "request_timeout_s");
+  expect_refused([](ServerOptions& o) { o.keep_alive_timeout_s = 0; }, "keep_alive_timeout_s");
 }
 
 TEST(CloudServer, RefusesABusyPortAndABadModel) {

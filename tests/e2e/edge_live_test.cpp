@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -120,6 +121,33 @@ TEST(EdgeLive, ServeLinkAndEdgeAnswerEverySample) {
   EXPECT_EQ(lines, n);
   EXPECT_EQ(ids.size(), static_cast<size_t>(n));
   EXPECT_EQ(cloud_lines, cloud);
+}
+
+TEST(EdgeLive, TheAnswerLogIsAppendedToAcrossRestarts) {
+  const fs::path dir = scratch("log-append");
+  const fs::path log = dir / "answers.jsonl";
+  const int n = 25;
+  for (int run = 0; run < 2; ++run) {
+    edge::ChildProcess edge(EDGEFM_BIN,
+                            {"edge", "--student", testing::small_models().student, "--policy",
+                             "edge-only", "--rate", "0", "--samples", std::to_string(n), "--log",
+                             log.string(), "--quiet"},
+                            (dir / ("edge-" + std::to_string(run) + ".log")).string());
+    auto status = edge.wait_for(std::chrono::seconds(120));
+    ASSERT_TRUE(status.has_value()) << "edge did not finish:\n" << edge.log_tail();
+    ASSERT_EQ(*status, 0) << edge.log_tail();
+  }
+  // Both runs' lines: every id twice, the first run's before the second's.
+  std::ifstream in(log);
+  std::map<uint64_t, int> times;
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    ++times[json::parse(line).at("id").get<uint64_t>()];
+  }
+  EXPECT_EQ(lines, 2 * n);
+  EXPECT_EQ(times.size(), static_cast<size_t>(n));
+  for (const auto& [id, count] : times) EXPECT_EQ(count, 2) << "id " << id;
+  fs::remove_all(dir);
 }
 
 TEST(EdgeLive, CloudOnlyThroughTheLinkAndLosingTheCloud) {
