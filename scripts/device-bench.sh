@@ -15,7 +15,7 @@ usage: scripts/device-bench.sh [options]
   --device cpu|cuda   where the FM runs (default cpu). cpu uses build/; cuda configures and builds
                       build-cuda/ (cloud_bench only) against the LibTorch of python3's torch and the
                       headers/static libraries in .device-deps/ (scripts/fetch-device-deps.sh)
-  --fm FILE           reference FM file (default: models/fm-e3.pt, else models/fm.pt; on cpu, when
+  --fm FILE           reference FM file (default: models/fm.pt; on cpu, when
                       neither exists, a tiny one is trained into models/fm-tiny.pt)
   --out DIR           output folder (default out/device-bench)
   --batches LIST      server max batch sizes, one cloud_bench run each (default 1,8,32)
@@ -70,7 +70,7 @@ build_log="$out/$device-build.log"
 if [ -n "$fm" ]; then
   [ -f "$fm" ] || die "--fm $fm: no such file"
 else
-  for candidate in models/fm-e3.pt models/fm.pt; do
+  for candidate in models/fm.pt; do
     if [ -f "$candidate" ]; then fm=$candidate; break; fi
   done
 fi
@@ -85,7 +85,7 @@ if [ "$device" = cpu ]; then
   if [ -z "$fm" ]; then
     fm=models/fm-tiny.pt
     if [ ! -f "$fm" ]; then
-      say "no models/fm-e3.pt or models/fm.pt: training a tiny FM into $fm (1 epoch, 5000 images)"
+      say "no models/fm.pt: training a tiny FM into $fm (1 epoch, 5000 images)"
       mkdir -p models
       build/edgefm fm train --epochs 1 --train-limit 5000 --out "$fm"
     fi

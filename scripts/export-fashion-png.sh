@@ -13,8 +13,8 @@ bin=${EDGEFM_BIN:-build/edgefm}
 mkdir -p "$out"
 spec='{"modality": "image", "shape": [3, 32, 32], "image": {"resize_mode": "shorter"}}'
 echo "$spec" > "$out/spec.json"
-"$bin" data export --part train --train-limit "$train_limit" --spec "$out/spec.json" --out "$out/train"
-"$bin" data export --part test --test-limit "$test_limit" --spec "$out/spec.json" --out "$out/test"
+"$bin" data export --part train --train-limit "$train_limit" --spec "$out/spec.json" --out-dir "$out/train"
+"$bin" data export --part test --test-limit "$test_limit" --spec "$out/spec.json" --out-dir "$out/test"
 cat > "$out/fashion-png.json" <<JSON
 {"name": "fashion-mnist-png", "source": "image_folder", "directory": ".",
  "train": "train", "test": "test",

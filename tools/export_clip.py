@@ -33,7 +33,7 @@ def main():
                         help="comma-separated class names, or @FILE with one a line")
     parser.add_argument("--templates", default=None,
                         help="prompt templates with {} (comma-separated; default: six CLIP ones)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out-dir", dest="out", required=True, help="output folder")
     args = parser.parse_args()
 
     try:

@@ -121,7 +121,7 @@ void add_data_command(CLI::App& app) {
     c->add_option("--part", o->part, "train or test")->capture_default_str();
   }
   info->add_option("--json", o->json_path, "also write the counts as JSON");
-  exporter->add_option("--out", o->out, "folder to write")->required();
+  exporter->add_option("--out-dir", o->out, "folder to write")->required();
   exporter->add_option("--spec", o->spec_path,
                        "sample spec JSON to convert to first (e.g. {\"shape\": [3, 32, 32]})");
   info->callback([o] { run_info(*o); });

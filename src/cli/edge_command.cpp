@@ -16,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "route/threshold.h"
 #include "cloud/client.h"
 #include "common/error.h"
 #include "common/json_io.h"
@@ -43,7 +44,7 @@ struct EdgeCommandOptions {
   std::string token;
   std::string artifact_key_file;
   std::string policy = "edgefm";
-  double l_app_ms = 50.0;
+  double l_app_ms = route::kDefaultLAppMs;
   double threshold = std::numeric_limits<double>::quiet_NaN();
   double rate = 100.0;
   size_t samples = 0;
@@ -56,9 +57,9 @@ struct EdgeCommandOptions {
   int max_in_flight = 32;
   double cloud_timeout_ms = 0.0;
   double timeout_factor = 10.0;
-  double nominal_rtt_ms = 80.0;
-  double nominal_uplink_mbps = 5.0;
-  double nominal_cloud_ms = 5.0;
+  double nominal_rtt_ms = route::kDefaultRttMs;
+  double nominal_uplink_mbps = route::kDefaultUplinkMbps;
+  double nominal_cloud_ms = route::kDefaultCloudMs;
   double research_step = 0.10;
   double probe_interval_ms = 1000.0;
   bool quiet = false;
@@ -532,15 +533,15 @@ void add_edge_command(CLI::App& app) {
                       "the derived cloud timeout in multiples of L_app")
       ->capture_default_str()
       ->check(positive_number());
-  command->add_option("--nominal-rtt-ms", options->nominal_rtt_ms,
+  command->add_option("--rtt-ms", options->nominal_rtt_ms,
                       "network assumed before any measurement: RTT (ms)")
       ->capture_default_str()
       ->check(non_negative_number());
-  command->add_option("--nominal-uplink-mbps", options->nominal_uplink_mbps,
+  command->add_option("--uplink-mbps", options->nominal_uplink_mbps,
                       "network assumed before any measurement: uplink (Mbit/s)")
       ->capture_default_str()
       ->check(positive_number());
-  command->add_option("--nominal-cloud-ms", options->nominal_cloud_ms,
+  command->add_option("--cloud-ms", options->nominal_cloud_ms,
                       "cloud service time assumed before any answer (ms)")
       ->capture_default_str()
       ->check(non_negative_number());
@@ -575,7 +576,7 @@ void add_edge_command(CLI::App& app) {
                       "uploads.sqlite), drift detection, customization jobs, model updates "
                       "(models/) and runtime classes (classes.json, see `edgefm classes`)")
       ->group(loop_group);
-  command->add_option("--device", options->device,
+  command->add_option("--device-name", options->device,
                       "this edge's name on the customization service")
       ->capture_default_str()
       ->group(loop_group);
@@ -652,7 +653,7 @@ void add_edge_command(CLI::App& app) {
                       "device profile from `edgefm profile` (the job's lookup table needs it)")
       ->check(CLI::ExistingFile)
       ->group(loop_group);
-  command->add_option("--latency-budget-ms", options->latency_budget_ms,
+  command->add_option("--device-budget-ms", options->latency_budget_ms,
                       "the device's batch-1 latency budget for the architecture choice (0: none)")
       ->capture_default_str()
       ->check(non_negative_number())

@@ -27,9 +27,9 @@ struct EvalOptions {
   FmOptions fm;
   std::string student = "models/student.pt";
   std::vector<std::string> open_set;  // SPLIT_JSON=STUDENT
-  double l_app_ms = 14;
-  double rtt_ms = 80;
-  double bandwidth_mbps = 1.0;
+  double l_app_ms = route::kDefaultLAppMs;
+  double rtt_ms = route::kDefaultRttMs;
+  double bandwidth_mbps = route::kDefaultUplinkMbps;
   double payload_bytes = 0;  // 0: the student's sample tensor plus the request's framing
   double t_cloud_ms = -1;  // <0: measured FM batch-1 latency
   size_t fit_images = 5000;
@@ -270,13 +270,13 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--l-app-ms", o->l_app_ms, "Latency budget L_app per sample")->capture_default_str()
       ->check(positive_number());
   c->add_option("--rtt-ms", o->rtt_ms, "Assumed network round trip")->capture_default_str();
-  c->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Assumed uplink bandwidth")->capture_default_str()
+  c->add_option("--uplink-mbps", o->bandwidth_mbps, "Assumed uplink bandwidth")->capture_default_str()
       ->check(positive_number());
   c->add_option("--payload-bytes", o->payload_bytes,
                 "Bytes sent per cloud query (0: the student's 8-bit sample tensor + 300 bytes of "
                 "framing, as the edge sends it)")
       ->capture_default_str();
-  c->add_option("--t-cloud-ms", o->t_cloud_ms, "Cloud service time (default: measured FM batch-1)");
+  c->add_option("--cloud-ms", o->t_cloud_ms, "Cloud service time (default: measured FM batch-1)");
   c->add_option("--fit-images", o->fit_images,
                 "Seen-class training images used to fit the knn/proto/mahalanobis scores for the open-set table")
       ->capture_default_str()

@@ -81,7 +81,7 @@ void add_experiment_command(CLI::App& app) {
                       "for the derived L_app: accuracy (fraction) the knee may lose to the best")
       ->capture_default_str()
       ->check(non_negative_number());
-  command->add_option("--nominal-uplink-mbps", o.nominal_uplink_mbps,
+  command->add_option("--uplink-mbps", o.nominal_uplink_mbps,
                       "the trace-independent nominal uplink (with RTT = 2 x delay): where the "
                       "fixed policy is calibrated and edgefm starts")
       ->capture_default_str()
@@ -104,7 +104,7 @@ void add_experiment_command(CLI::App& app) {
   command->add_option("--plot-trace", o.plot_trace,
                       "trace whose threshold and bandwidth over time are plotted (default: the "
                       "first)");
-  command->add_option("--out", o.out_dir, "output folder")->capture_default_str();
+  command->add_option("--out-dir", o.out_dir, "output folder")->capture_default_str();
   command->callback([options, fm] { run_experiment_command(*options, *fm); });
 }
 

@@ -25,9 +25,25 @@ struct FmTrainOptions {
 
 void run_fm_train(const FmTrainOptions& o) {
   if (o.reuse && std::filesystem::exists(o.out)) {
-    auto fm = models::load_foundation_model(o.out);
-    std::fprintf(stderr, "[fm train] reusing %s (%s)\n", o.out.c_str(), fm.version.c_str());
-    return;
+    // Only a sound file trained with the same settings is reused.
+    try {
+      const json meta = models::load_foundation_model(o.out).meta;
+      const json wanted = {{"epochs", o.params.epochs}, {"width", o.params.width},
+                           {"embedding_dim", o.params.embedding_dim},
+                           {"batch_size", o.params.batch_size}, {"seed", o.params.seed}};
+      std::string differs;
+      for (const auto& [key, value] : wanted.items()) {
+        if (meta.value(key, json()) != value) differs += " " + key;
+      }
+      if (differs.empty()) {
+        std::fprintf(stderr, "[fm train] reusing %s\n", o.out.c_str());
+        return;
+      }
+      std::fprintf(stderr, "[fm train] not reusing %s: trained with other settings (%s ); training anew\n",
+                   o.out.c_str(), differs.c_str());
+    } catch (const Error& e) {
+      std::fprintf(stderr, "[fm train] not reusing %s: %s; training anew\n", o.out.c_str(), e.what());
+    }
   }
   models::configure_torch_threads();
   auto description = o.data.description();
@@ -134,7 +150,7 @@ void add_fm_command(CLI::App& app) {
   clip->add_option("--classes", stand_in->classes, "class names of the pool (comma-separated)")
       ->required()
       ->delimiter(',');
-  clip->add_option("--out", stand_in->out, "folder to write")->required();
+  clip->add_option("--out-dir", stand_in->out, "folder to write")->required();
   clip->add_option("--seed", stand_in->seed, "random seed of the weights")->capture_default_str();
   clip->callback([stand_in] {
     models::write_clip_shaped_stand_in(stand_in->out, stand_in->classes, stand_in->seed);

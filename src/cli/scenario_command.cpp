@@ -143,7 +143,7 @@ void add_scenario_command(CLI::App& app) {
   add_fm_options(*command, *fm);
   command->add_option("--data", o.data_path,
                       "data set description JSON (default: Fashion-MNIST; docs/data.md)");
-  command->add_option("--out", o.out_dir, "output folder")->capture_default_str();
+  command->add_option("--out-dir", o.out_dir, "output folder")->capture_default_str();
   command->add_option("--trace", o.trace, "uplink trace: a file or a name in --trace-dir")
       ->capture_default_str();
   command->add_option("--trace-dir", o.trace_dir,
@@ -203,16 +203,16 @@ void add_scenario_command(CLI::App& app) {
   command->add_option("--job-epochs", o.job_epochs, "distillation epochs of each job")
       ->capture_default_str()
       ->check(positive_number());
-  command->add_option("--job-lambda", o.job_lambda,
+  command->add_option("--lambda", o.job_lambda,
                       "InfoNCE weight of each job (0: the student imitates the FM's embeddings "
                       "only, which keeps unseen classes apart)")
       ->capture_default_str()
       ->check(non_negative_number());
-  command->add_option("--job-outliers", o.job_outliers,
+  command->add_option("--outliers", o.job_outliers,
                       "synthetic outliers per upload in each job (imitated with MSE only)")
       ->capture_default_str()
       ->check(number_in(0.0, 10.0));
-  command->add_option("--job-balance", o.job_balance,
+  command->add_option("--balance", o.job_balance,
                       "class balance of each job's draws by the FM's pseudo-labels, an exponent "
                       "in [0, 1] (1: every class the same; 0: as uploaded)")
       ->capture_default_str()

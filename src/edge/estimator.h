@@ -19,11 +19,12 @@
 #include <deque>
 
 #include "common/json_io.h"
+#include "route/threshold.h"
 
 namespace edgefm::edge {
 
 struct EstimatorOptions {
-  double nominal_rtt_ms = 80.0;        // the estimate before any transfer
+  double nominal_rtt_ms = route::kDefaultRttMs;        // the estimate before any transfer
   double nominal_uplink_bps = 5e6;     // ditto
   size_t window = 9;                   // samples in the bandwidth median (odd is best)
   size_t rtt_window = 32;              // samples the RTT floor is the minimum of

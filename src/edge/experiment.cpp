@@ -306,9 +306,9 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
           "edge", "--student", o.student, "--server",
           "http://127.0.0.1:" + std::to_string(link_port), "--policy", policy, "--l-app-ms",
           fmt_num(l_app_ms, 6), "--rate", fmt_num(o.rate, 6), "--samples", std::to_string(stream_size),
-          "--log", edge_log.string(), "--json", edge_json.string(), "--nominal-rtt-ms",
-          fmt_num(nominal.rtt_ms, 6), "--nominal-uplink-mbps", fmt_num(o.nominal_uplink_mbps, 6),
-          "--nominal-cloud-ms", fmt_num(t_cloud_ms, 6), "--max-in-flight",
+          "--log", edge_log.string(), "--json", edge_json.string(), "--rtt-ms",
+          fmt_num(nominal.rtt_ms, 6), "--uplink-mbps", fmt_num(o.nominal_uplink_mbps, 6),
+          "--cloud-ms", fmt_num(t_cloud_ms, 6), "--max-in-flight",
           std::to_string(o.max_in_flight), "--quiet"};
       if (o.cloud_timeout_ms > 0.0) {
         edge_args.insert(edge_args.end(), {"--cloud-timeout-ms", fmt_num(o.cloud_timeout_ms, 6)});

@@ -27,9 +27,9 @@ struct ExperimentOptions {
   size_t samples = 0;                 // stream length (0: the whole test set)
   double rate = 100.0;                // samples/s
   int64_t delay_ms = 40;              // one-way delay of the link
-  double l_app_ms = 0.0;              // 0: derived (see derive_l_app)
+  double l_app_ms = route::kDefaultLAppMs;  // 0: derived (see derive_l_app)
   double accuracy_gap = 0.005;        // derived L_app: accuracy within this of the best
-  double nominal_uplink_mbps = 5.0;   // the trace-independent nominal uplink
+  double nominal_uplink_mbps = route::kDefaultUplinkMbps;   // the trace-independent nominal uplink
   double cloud_timeout_ms = 0.0;      // edge --cloud-timeout-ms (0: its default)
   int max_in_flight = 32;
   std::string split_path;             // edge --split

@@ -108,7 +108,7 @@ struct AuditResult {
 
 struct RuntimeOptions {
   Policy policy = Policy::edgefm;
-  double l_app_ms = 50.0;  // the application's latency budget
+  double l_app_ms = route::kDefaultLAppMs;  // the application's latency budget
   // fixed: the threshold in force; NaN: searched once at the nominal network.
   double fixed_threshold = std::numeric_limits<double>::quiet_NaN();
   cloud::ClientOptions client = cloud::client_default_options();  // url, token, model names

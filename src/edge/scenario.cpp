@@ -163,7 +163,7 @@ EdgeRun run_edge(const std::string& program, const Cloud& cloud, const fs::path&
       "edge", "--student", student, "--server", "http://127.0.0.1:" + std::to_string(link.port),
       "--policy", "edgefm", "--l-app-ms", fmt_num(o.l_app_ms, 6), "--rate", fmt_num(o.rate, 6),
       "--samples", std::to_string(samples), "--split", split_file.string(), "--log",
-      run.log.string(), "--json", run.summary.string(), "--nominal-rtt-ms",
+      run.log.string(), "--json", run.summary.string(), "--rtt-ms",
       fmt_num(2.0 * static_cast<double>(o.delay_ms), 3), "--state", state.string(), "--events", run.events.string(), "--job", job_file.string(),
       "--upload-strategy", o.upload_strategy, "--upload-routed",
       "--upload-per-minute", fmt_num(o.upload_per_minute, 6), "--upload-kbps", fmt_num(o.upload_kbps, 6),
@@ -505,7 +505,7 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
     if (!full) extra.push_back("--no-jobs");
     // The runs use their own device names, so each starts from the bootstrap store.
     auto with_device = [&](std::vector<std::string> args, const std::string& d) {
-      args.insert(args.end(), {"--device", d});
+      args.insert(args.end(), {"--device-name", d});
       return args;
     };
     std::fprintf(stderr, "[scenario] %s: live run with audits (%zu samples, shift at %zu)\n",

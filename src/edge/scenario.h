@@ -24,6 +24,7 @@
 #include "common/json_io.h"
 #include "data/dataset.h"
 #include "data/split.h"
+#include "route/threshold.h"
 
 namespace edgefm::edge {
 
@@ -36,7 +37,7 @@ struct ScenarioOptions {
   std::string trace = "Verizon-LTE-short";  // a file, or a name in trace_dir
   std::string trace_dir;                // empty: default_trace_dir()
   int64_t delay_ms = 40;                // one-way delay of the link
-  double l_app_ms = 20.0;               // the edge's latency budget (binds: offload <~ 20 %)
+  double l_app_ms = route::kDefaultLAppMs;  // the edge's latency budget (binds: offload <~ 20 %)
   std::vector<std::string> splits = {"default", "even"};  // names or split JSON files
   size_t full_loop_splits = 1;          // the first N splits run the whole loop (jobs on)
   size_t history = 3000;                // seen-class training images uploaded before the stream

@@ -154,14 +154,39 @@ double zero_shot_accuracy(const Net& image, const torch::Tensor& pool, const dat
   return static_cast<double>(correct) / static_cast<double>(pixels.size(0));
 }
 
+// SHA-256 over the file's content as loaded: every tensor of both encoders (name, shape and
+// bytes) and the JSON entries. Written into the file and recomputed at load, so weights that
+// changed on disk (LibTorch does not check the zip's CRCs) are refused.
+std::string content_digest(const Net& image, const TextNet& text, const std::string& meta,
+                           const std::string& vocabulary, const std::string& pool) {
+  std::string bytes = meta + '\0' + vocabulary + '\0' + pool + '\0';
+  auto add_module = [&bytes](const std::string& prefix, const torch::nn::Module& module) {
+    auto add = [&](const std::string& name, const torch::Tensor& t) {
+      const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+      bytes += prefix + name + '\0';
+      for (int64_t d : c.sizes()) bytes += std::to_string(d) + 'x';
+      bytes.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+    };
+    for (const auto& p : module.named_parameters()) add(p.key(), p.value());
+    for (const auto& b : module.named_buffers()) add(b.key(), b.value());
+  };
+  add_module("image.", *image.body);
+  add_module("text.", *text);
+  return sha256_hex(bytes);
+}
+
 void save_fm(const std::filesystem::path& out, const Net& image, const TextNet& text,
              const Vocabulary& vocabulary, const TextPool& pool, const json& meta) {
   torch::serialize::OutputArchive archive;
+  const std::string meta_text = meta.dump(), vocabulary_text = vocabulary.to_json().dump(),
+                    pool_text = pool.to_json().dump();
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("version", c10::IValue(int64_t{kVersion}));
-  archive.write("meta", c10::IValue(meta.dump()));
-  archive.write("vocabulary", c10::IValue(vocabulary.to_json().dump()));
-  archive.write("pool", c10::IValue(pool.to_json().dump()));
+  archive.write("meta", c10::IValue(meta_text));
+  archive.write("vocabulary", c10::IValue(vocabulary_text));
+  archive.write("pool", c10::IValue(pool_text));
+  archive.write("content_sha256",
+                c10::IValue(content_digest(image, text, meta_text, vocabulary_text, pool_text)));
   write_net(archive, "image", image);
   torch::serialize::OutputArchive text_archive;
   text->save(text_archive);
@@ -357,9 +382,12 @@ FoundationModel load_foundation_model(const std::filesystem::path& path,
     fail_expected(context, "version " + std::to_string(kVersion) + " (retrain older files with `edgefm fm train`)",
                   version.isInt() ? std::to_string(version.toInt()) : "none");
   }
-  auto meta = json::parse(read_string(archive, "meta", context));
-  auto vocabulary = Vocabulary::from_json(json::parse(read_string(archive, "vocabulary", context)));
-  auto pool = TextPool::from_json(json::parse(read_string(archive, "pool", context)), context);
+  const std::string meta_text = read_string(archive, "meta", context);
+  const std::string vocabulary_text = read_string(archive, "vocabulary", context);
+  const std::string pool_text = read_string(archive, "pool", context);
+  auto meta = parse_untrusted_json(meta_text);
+  auto vocabulary = Vocabulary::from_json(parse_untrusted_json(vocabulary_text));
+  auto pool = TextPool::from_json(parse_untrusted_json(pool_text), context);
   const int dim = json_field<int>(meta, "embedding_dim", context);
   const auto spec = data::spec_from_json(meta.value("spec", json::object()), context + " spec");
 
@@ -374,10 +402,20 @@ FoundationModel load_foundation_model(const std::filesystem::path& path,
     throw Error(context + ": text encoder weights do not fit (" +
                 std::string(e.what_without_backtrace()).substr(0, 200) + ")");
   }
+  c10::IValue recorded;
+  if (!archive.try_read("content_sha256", recorded) || !recorded.isString()) {
+    throw Error(context + ": no content checksum (written by an older edgefm; retrain it with "
+                "`edgefm fm train`)");
+  }
+  if (content_digest(image, text, meta_text, vocabulary_text, pool_text) != recorded.toStringRef()) {
+    throw Error(context + ": corrupt: its weights or settings do not match the checksum written "
+                "with them (retrain it or copy it again)");
+  }
   FoundationModel fm;
   fm.image = std::make_shared<TorchEncoder>(std::move(image), device);
   fm.text = std::make_shared<ReferenceTextEncoder>(text, std::move(vocabulary), dim);
   fm.pool = std::move(pool);
+  fm.meta = meta;
   fm.version = "reference-fm v" + std::to_string(kVersion) + " " + sha256_file(path).substr(0, 12);
   return fm;
 }

@@ -59,6 +59,13 @@ struct CalibrationProfile {
 CalibrationProfile build_profile(const std::vector<CalibrationSample>& samples,
                                  size_t max_thresholds = 200, const std::string& score = "");
 
+// The defaults every command shares (docs/cli.md): the application's latency budget L_app
+// and the network assumed before anything is measured.
+inline constexpr double kDefaultLAppMs = 20.0;
+inline constexpr double kDefaultRttMs = 80.0;
+inline constexpr double kDefaultUplinkMbps = 5.0;
+inline constexpr double kDefaultCloudMs = 5.0;
+
 struct LatencyModel {
   double t_edge_ms = 0.0;      // edge model forward + score
   double t_cloud_ms = 0.0;     // cloud service time (queue + FM forward)

@@ -2,6 +2,7 @@
 // command line is parsed (exit 2), and the usual mistakes of a new user get one line that
 // names the option, through the real program.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -106,7 +107,7 @@ TEST(Usage, CommonMistakesGetOneLineAndExitTwo) {
       {"customize --score nosuch", {"--score", "nosuch"}},
       {"customize --strategy best", {"--strategy", "best"}},
       {"eval --l-app-ms -5", {"--l-app-ms", "> 0"}},
-      {"eval --bandwidth-mbps 0", {"--bandwidth-mbps", "> 0"}},
+      {"eval --uplink-mbps 0", {"--uplink-mbps", "> 0"}},
       {"models --repetitions -1", {"--repetitions", "> 0"}},
       {"link --delay-ms abc", {"--delay-ms", "'abc'"}},
       {"serve --port 70000", {"--port", "[0, 65535]"}},

@@ -106,6 +106,24 @@ TEST(Keywords, SynthesizedAudioThroughTheWholePipeline) {
   EXPECT_NE(log_text.find("skipped"), std::string::npos);
   EXPECT_NE(log_text.find("missing.wav"), std::string::npos);
 
+  // The open-set scenario on audio: the cloud with customization, the link and the edge on
+  // the keywords stream, a first model from the seen words' history (plumbing only: these
+  // models are far too small to recover).
+  const fs::path scenario = dir / "scenario";
+  ASSERT_EQ(run(bin + " scenario --fm " + fm + " --data " + description + " --split " + split +
+                " --out-dir " + scenario.string() + " --trace-dir " + EDGEFM_TRACE_DIR +
+                " --history 120 --samples 60 --shift-at 20 --detection-samples 20 --rate 30"
+                " --window-s 1 --job-epochs 1 --job-min-new 10 --device-budget-ms 1000"
+                " --no-study" + log),
+            0)
+      << "see " << dir / "log.txt";
+  const json results = read_json_file(scenario / "results.json");
+  EXPECT_GE(results.at("timeline").size(), 1u);
+  EXPECT_EQ(results.at("settings").at("data"), description);
+  std::ifstream scenario_answers(scenario / "runs" / "keywords-thirds" / "audit.jsonl");
+  ASSERT_TRUE(std::getline(scenario_answers, line));
+  EXPECT_NE(json::parse(line).at("file").get<std::string>().find(".wav"), std::string::npos);
+
   // A data set of another spec cannot meet this FM.
   EXPECT_NE(run(bin + " eval --fm " + fm + " --student " + student + " --test-limit 20" + log), 0);
   fs::remove_all(dir);

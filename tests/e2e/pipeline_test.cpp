@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/json_io.h"
@@ -112,6 +113,22 @@ TEST(Pipeline, BadInputsGetClearErrors) {
   const std::string message((std::istreambuf_iterator<char>(in)), {});
   EXPECT_NE(message.find("at least 16 bytes"), std::string::npos) << message;
   EXPECT_NE(run("edge --student " + student + " --artifact-key-file " + (dir / "none").string()), 0);
+
+  // An FM file with 8 bytes overwritten inside its weights is refused at load.
+  const auto corrupt = dir / "corrupt-fm.pt";
+  std::filesystem::copy_file(fm, corrupt);
+  {
+    std::fstream f(corrupt, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(corrupt) / 2));
+    f.write("\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f", 8);
+  }
+  const std::string corrupt_message = (dir / "corrupt-message").string();
+  EXPECT_EQ(WEXITSTATUS(std::system((bin + " fm eval --fm " + corrupt.string() + " --test-limit 50 > " +
+                                     corrupt_message + " 2>&1").c_str())),
+            1);
+  std::ifstream corrupt_in(corrupt_message);
+  const std::string corrupt_text((std::istreambuf_iterator<char>(corrupt_in)), {});
+  EXPECT_NE(corrupt_text.find("corrupt"), std::string::npos) << corrupt_text;
   std::filesystem::remove_all(dir);
 }
 

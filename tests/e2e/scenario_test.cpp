@@ -32,7 +32,7 @@ TEST(Scenario, OneCustomizationRoundOnAShortStream) {
   const fs::path out = fs::temp_directory_path() / ("edgefm-e2e-scenario-" + std::to_string(::getpid()));
   fs::remove_all(out);
   const std::string command =
-      std::string(EDGEFM_BIN) + " scenario --fm " + models.fm + " --out " + out.string() +
+      std::string(EDGEFM_BIN) + " scenario --fm " + models.fm + " --out-dir " + out.string() +
       " --trace-dir " + EDGEFM_TRACE_DIR +
       " --split default --history 400 --samples 1500 --shift-at 200 --detection-samples 200"
       " --rate 50 --window-s 4 --audit 0.2 --upload-per-minute 6000 --upload-kbps 4000"

@@ -60,7 +60,7 @@ TEST(RealFmPath, ClipShapedTorchScriptFromCustomizeToEdge) {
   const std::string bin = EDGEFM_BIN;
 
   // As a user would: `edgefm fm clip-shaped` writes fm.ts, pool.json and spec.json.
-  ASSERT_EQ(run(bin + " fm clip-shaped --classes red,green,blue --out " + dir.string() + " > " +
+  ASSERT_EQ(run(bin + " fm clip-shaped --classes red,green,blue --out-dir " + dir.string() + " > " +
                 (dir / "stand-in.log").string() + " 2>&1"),
             0);
   const json spec = read_json_file(dir / "spec.json");
