@@ -567,6 +567,72 @@ fs::path CustomizationService::artifact_path(const std::string& device, int vers
   return device_dir(device) / "artifacts" / ("v" + std::to_string(version) + ".pt");
 }
 
+// ---- request bodies ---------------------------------------------------------------------
+
+SampleUpload parse_sample_upload(std::string_view body, std::optional<size_t> json_size,
+                                 const models::ImageShape& shape) {
+  InferRequest request = decode_request(body, json_size);
+  for (const auto& t : request.inputs) {
+    if (t.name != "images" && t.name != "metadata") {
+      throw HttpError(400, "sample upload: unexpected input '" + t.name +
+                               "'; it takes 'images' (UINT8) and optional 'metadata' (BYTES)");
+    }
+  }
+  const Tensor* images = request.input("images");
+  if (images == nullptr) throw HttpError(400, "sample upload: expected an input 'images'");
+  if (images->datatype != DataType::uint8) {
+    throw HttpError(400, std::string("input 'images': expected datatype UINT8, got ") +
+                             datatype_name(images->datatype));
+  }
+  const auto& s = images->shape;
+  const bool rank4 = s.size() == 4 && s[1] == shape.channels && s[2] == shape.height &&
+                     s[3] == shape.width;
+  const bool rank3 = shape.channels == 1 && s.size() == 3 && s[1] == shape.height &&
+                     s[2] == shape.width;
+  if (!(rank4 || rank3) || s[0] < 1) {
+    std::string expected = "[N," + std::to_string(shape.channels) + "," +
+                           std::to_string(shape.height) + "," + std::to_string(shape.width) + "]";
+    throw HttpError(400, "input 'images': expected shape " + expected + " with N >= 1, got " +
+                             shape_string(s));
+  }
+  SampleUpload upload;
+  upload.count = static_cast<size_t>(s[0]);
+  if (const Tensor* meta = request.input("metadata")) {
+    if (meta->datatype != DataType::bytes || meta->strings.size() != upload.count) {
+      throw HttpError(400, "input 'metadata': expected BYTES of shape [" +
+                               std::to_string(upload.count) +
+                               "] (one JSON object per image), got " +
+                               datatype_name(meta->datatype) + " " + shape_string(meta->shape));
+    }
+    for (size_t i = 0; i < upload.count; ++i) {
+      json m;
+      try {
+        m = parse_untrusted_json(meta->strings[i]);
+      } catch (const JsonInputError& e) {
+        throw HttpError(400, "input 'metadata' element " + std::to_string(i) + ": " + e.what());
+      }
+      if (!m.is_object()) {
+        throw HttpError(400, "input 'metadata' element " + std::to_string(i) +
+                                 ": expected a JSON object, got '" +
+                                 meta->strings[i].substr(0, 80) + "'");
+      }
+      upload.metadata.push_back(std::move(m));
+    }
+  }
+  for (auto& t : request.inputs) {
+    if (t.name == "images") upload.images = std::move(t.raw);
+  }
+  return upload;
+}
+
+json parse_job_request(std::string_view body) {
+  try {
+    return parse_untrusted_json(body);
+  } catch (const JsonInputError& e) {
+    throw HttpError(400, std::string("job request: malformed JSON: ") + e.what());
+  }
+}
+
 // ---- routes -----------------------------------------------------------------------------
 
 ServerExtension CustomizationService::extension() {
@@ -578,55 +644,8 @@ ServerExtension CustomizationService::extension() {
     check_device_name(name);
     std::optional<size_t> json_size;
     if (auto h = req.header(kHeaderContentLength)) json_size = parse_header_content_length(*h);
-    InferRequest request = decode_request(req.body, json_size);
-    const Tensor* images = request.input("images");
-    for (const auto& t : request.inputs) {
-      if (t.name != "images" && t.name != "metadata") {
-        throw HttpError(400, "sample upload: unexpected input '" + t.name +
-                                 "'; it takes 'images' (UINT8) and optional 'metadata' (BYTES)");
-      }
-    }
-    if (images == nullptr) throw HttpError(400, "sample upload: expected an input 'images'");
-    if (images->datatype != DataType::uint8) {
-      throw HttpError(400, std::string("input 'images': expected datatype UINT8, got ") +
-                               datatype_name(images->datatype));
-    }
-    const auto& shape = options_.sample_shape;
-    const auto& s = images->shape;
-    const bool rank4 = s.size() == 4 && s[1] == shape.channels && s[2] == shape.height &&
-                       s[3] == shape.width;
-    const bool rank3 = shape.channels == 1 && s.size() == 3 && s[1] == shape.height &&
-                       s[2] == shape.width;
-    if (!(rank4 || rank3) || s[0] < 1) {
-      std::string expected = "[N," + std::to_string(shape.channels) + "," +
-                             std::to_string(shape.height) + "," + std::to_string(shape.width) + "]";
-      throw HttpError(400, "input 'images': expected shape " + expected + " with N >= 1, got " +
-                               shape_string(s));
-    }
-    const auto count = static_cast<size_t>(s[0]);
-    std::vector<json> metadata;
-    if (const Tensor* meta = request.input("metadata")) {
-      if (meta->datatype != DataType::bytes || meta->strings.size() != count) {
-        throw HttpError(400, "input 'metadata': expected BYTES of shape [" +
-                                 std::to_string(count) + "] (one JSON object per image), got " +
-                                 datatype_name(meta->datatype) + " " + shape_string(meta->shape));
-      }
-      for (size_t i = 0; i < count; ++i) {
-        json m;
-        try {
-          m = parse_untrusted_json(meta->strings[i]);
-        } catch (const JsonInputError& e) {
-          throw HttpError(400, "input 'metadata' element " + std::to_string(i) + ": " + e.what());
-        }
-        if (!m.is_object()) {
-          throw HttpError(400, "input 'metadata' element " + std::to_string(i) +
-                                   ": expected a JSON object, got '" +
-                                   meta->strings[i].substr(0, 80) + "'");
-        }
-        metadata.push_back(std::move(m));
-      }
-    }
-    auto added = add_samples(name, images->uint8s().data(), count, metadata);
+    const SampleUpload upload = parse_sample_upload(req.body, json_size, options_.sample_shape);
+    auto added = add_samples(name, upload.images.data(), upload.count, upload.metadata);
     reply(res, 200, {{"device", name},
                      {"acknowledged", added.acknowledged},
                      {"added", added.added},
@@ -642,13 +661,7 @@ ServerExtension CustomizationService::extension() {
                      {"latest_version", latest ? latest->value("version", 0) : 0}});
   }});
   ext.routes.push_back({"POST", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
-    json request;
-    try {
-      request = parse_untrusted_json(req.body);
-    } catch (const JsonInputError& e) {
-      throw HttpError(400, std::string("job request: malformed JSON: ") + e.what());
-    }
-    reply(res, 202, submit_job(req.matches.at(0), request));
+    reply(res, 202, submit_job(req.matches.at(0), parse_job_request(req.body)));
   }});
   ext.routes.push_back({"GET", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
     reply(res, 200, {{"jobs", jobs(req.matches.at(0))}});

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -92,6 +93,22 @@ struct SamplesAdded {
   size_t duplicates = 0;                  // already stored (or twice in this upload)
   size_t stored = 0;                      // the device's samples after this upload
 };
+
+// The body of a sample upload (POST .../samples, OIP form: UINT8 'images' of shape
+// [N, C, H, W], or [N, H, W] for one channel, and optional BYTES 'metadata', one JSON object
+// per image), decoded and checked against the service's sample shape. `json_size`: the
+// Inference-Header-Content-Length header. Throws ProtocolError or HttpError 400.
+struct SampleUpload {
+  size_t count = 0;
+  std::vector<uint8_t> images;  // count x shape.numel() bytes
+  std::vector<json> metadata;   // empty or one object per image
+};
+SampleUpload parse_sample_upload(std::string_view body, std::optional<size_t> json_size,
+                                 const models::ImageShape& shape);
+
+// The body of a job request (POST .../jobs) as JSON; HttpError 400 when malformed.
+// CustomizationService::submit_job checks the rest.
+json parse_job_request(std::string_view body);
 
 class CustomizationService {
  public:

@@ -1,8 +1,13 @@
 #pragma once
 // The one JSON reader/writer of the project (nlohmann::json underneath).
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,17 +49,68 @@ void write_json_file(const std::filesystem::path& path, const json& value);
 // Writes text atomically, creating parent folders.
 void write_text_file(const std::filesystem::path& path, const std::string& text);
 
-// Required typed field with a clear error: "<context>: field 'name' ..."
+// An integer of type T from a JSON number: an integer in T's range, or a floating-point
+// number with an integral value in that range (3.0, as some writers put it). Anything else
+// throws Error "<what>: expected an integer in [min, max], got <value>" (a plain
+// get<int>() truncates 3.5 and has undefined behaviour for 1e300).
+template <typename T>
+T json_integer(const json& value, const std::string& what) {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>);
+  constexpr auto low = std::numeric_limits<T>::min();
+  constexpr auto high = std::numeric_limits<T>::max();
+  bool fits = false;
+  if (value.is_number_unsigned()) {
+    fits = value.get<uint64_t>() <= static_cast<uint64_t>(high);
+  } else if (value.is_number_integer()) {
+    const int64_t v = value.get<int64_t>();
+    fits = v >= 0 ? static_cast<uint64_t>(v) <= static_cast<uint64_t>(high)
+                  : std::is_signed_v<T> && v >= static_cast<int64_t>(low);
+  } else if (value.is_number_float()) {
+    // Doubles at or beyond 2^63 / 2^64 are out of range for every T; below, the bounds are
+    // exact enough: the casts only happen within (low - 1, high + 1).
+    const double v = value.get<double>();
+    fits = v == std::floor(v) && v >= static_cast<double>(low) && v < 2.0 * (high / 2 + 1);
+  }
+  if (!fits) {
+    throw Error(what + ": expected an integer in [" + std::to_string(low) + ", " +
+                std::to_string(high) + "], got " + value.dump(-1, ' ', false,
+                                                               json::error_handler_t::replace));
+  }
+  return value.is_number_float() ? static_cast<T>(value.get<double>()) : value.get<T>();
+}
+
+template <typename T>
+struct is_json_integer_vector : std::false_type {};
+template <typename T>
+struct is_json_integer_vector<std::vector<T>>
+    : std::bool_constant<std::is_integral_v<T> && !std::is_same_v<T, bool>> {};
+
+// Required typed field with a clear error: "<context>: field 'name' ...". Integers (and
+// vectors of them) are checked as json_integer does.
 template <typename T>
 T json_field(const json& object, const std::string& name, const std::string& context) {
   if (!object.is_object() || !object.contains(name)) {
     throw Error(context + ": missing field '" + name + "'");
   }
+  const json& value = object.at(name);
+  const std::string what = context + ": field '" + name + "'";
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (value.is_number()) return json_integer<T>(value, what);
+  } else if constexpr (is_json_integer_vector<T>::value) {
+    if (value.is_array()) {
+      T out;
+      out.reserve(value.size());
+      for (const json& element : value) {
+        if (!element.is_number()) break;
+        out.push_back(json_integer<typename T::value_type>(element, what + " element"));
+      }
+      if (out.size() == value.size()) return out;
+    }
+  }
   try {
-    return object.at(name).get<T>();
+    return value.get<T>();
   } catch (const json::exception& e) {
-    throw Error(context + ": field '" + name + "' has the wrong type (" +
-                             object.at(name).type_name() + ")");
+    throw Error(what + " has the wrong type (" + value.type_name() + ")");
   }
 }
 

@@ -71,7 +71,7 @@ DeviceProfile DeviceProfile::from_json(const json& j) {
     fail_expected(context + " version", std::to_string(kDeviceProfileVersion), j["version"].dump());
   }
   DeviceProfile profile;
-  profile.device = j.value("device", "");
+  if (j.contains("device")) profile.device = json_field<std::string>(j, "device", context);
   profile.extra = j;
   if (!j.contains("architectures") || !j["architectures"].is_array() || j["architectures"].empty()) {
     fail_expected(context + ": field 'architectures'", "a non-empty array",

@@ -52,11 +52,16 @@ struct SizeBound {
   std::function<uint64_t(const uint8_t* header)> limit;
 };
 
-std::vector<uint8_t> read_bounded(const std::filesystem::path& path, const SizeBound& bound) {
+std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open '" + path.string() + "'");
-  std::vector<uint8_t> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// `bytes` as they are, or inflated when they start with the gzip magic.
+std::vector<uint8_t> maybe_inflate(const uint8_t* bytes, size_t size, const std::string& name,
+                                   const SizeBound& bound) {
+  if (size < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b) return {bytes, bytes + size};
 
   z_stream stream{};
   if (inflateInit2(&stream, 15 + 32) != Z_OK) throw Error("zlib init failed");
@@ -64,8 +69,8 @@ std::vector<uint8_t> read_bounded(const std::filesystem::path& path, const SizeB
   std::vector<uint8_t> chunk(256 << 10);
   uint64_t limit = kMaxInflatedBytes;
   bool header_seen = bound.header_bytes == 0;
-  stream.next_in = raw.data();
-  stream.avail_in = static_cast<uInt>(raw.size());
+  stream.next_in = const_cast<uint8_t*>(bytes);
+  stream.avail_in = static_cast<uInt>(size);
   int status = Z_OK;
   while (status != Z_STREAM_END) {
     stream.next_out = chunk.data();
@@ -73,7 +78,7 @@ std::vector<uint8_t> read_bounded(const std::filesystem::path& path, const SizeB
     status = inflate(&stream, Z_NO_FLUSH);
     if (status != Z_OK && status != Z_STREAM_END) {
       inflateEnd(&stream);
-      throw Error("'" + path.string() + "': corrupt or truncated gzip data (" +
+      throw Error("'" + name + "': corrupt or truncated gzip data (" +
                   (stream.msg ? stream.msg : "unexpected end of stream") + ")");
     }
     out.insert(out.end(), chunk.data(), chunk.data() + (chunk.size() - stream.avail_out));
@@ -83,7 +88,7 @@ std::vector<uint8_t> read_bounded(const std::filesystem::path& path, const SizeB
     }
     if (out.size() > limit) {
       inflateEnd(&stream);
-      throw Error("'" + path.string() + "': gzip data inflates beyond " + std::to_string(limit) +
+      throw Error("'" + name + "': gzip data inflates beyond " + std::to_string(limit) +
                   " bytes" +
                   (limit < kMaxInflatedBytes ? " (what its header announces, plus " +
                                                    std::to_string(kInflateSlack) + " bytes)"
@@ -91,7 +96,7 @@ std::vector<uint8_t> read_bounded(const std::filesystem::path& path, const SizeB
     }
     if (status == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
       inflateEnd(&stream);
-      throw Error("'" + path.string() + "': truncated gzip data");
+      throw Error("'" + name + "': truncated gzip data");
     }
   }
   inflateEnd(&stream);
@@ -119,12 +124,23 @@ const SizeBound kLabelsBound{8, [](const uint8_t* h) -> uint64_t {
 }  // namespace
 
 std::vector<uint8_t> read_maybe_gzipped(const std::filesystem::path& path) {
-  return read_bounded(path, SizeBound{});
+  const auto raw = read_file_bytes(path);
+  return maybe_inflate(raw.data(), raw.size(), path.string(), SizeBound{});
 }
 
 IdxImages read_idx_images(const std::filesystem::path& path) {
-  auto bytes = read_bounded(path, kImagesBound);
-  const std::string where = "IDX images '" + path.string() + "'";
+  const auto raw = read_file_bytes(path);
+  return parse_idx_images(raw.data(), raw.size(), path.string());
+}
+
+std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
+  const auto raw = read_file_bytes(path);
+  return parse_idx_labels(raw.data(), raw.size(), path.string());
+}
+
+IdxImages parse_idx_images(const uint8_t* content, size_t size, const std::string& name) {
+  auto bytes = maybe_inflate(content, size, name, kImagesBound);
+  const std::string where = "IDX images '" + name + "'";
   uint32_t magic = bytes.size() >= 4 ? read_be32(bytes, 0) : 0;
   if (bytes.size() >= 4 && magic != kImagesMagic) {
     fail_expected(where, "magic " + hex32(kImagesMagic) + " (unsigned-byte 3-D images)",
@@ -158,9 +174,10 @@ IdxImages read_idx_images(const std::filesystem::path& path) {
   return images;
 }
 
-std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
-  auto bytes = read_bounded(path, kLabelsBound);
-  const std::string where = "IDX labels '" + path.string() + "'";
+std::vector<uint8_t> parse_idx_labels(const uint8_t* content, size_t size,
+                                      const std::string& name) {
+  auto bytes = maybe_inflate(content, size, name, kLabelsBound);
+  const std::string where = "IDX labels '" + name + "'";
   uint32_t magic = bytes.size() >= 4 ? read_be32(bytes, 0) : 0;
   if (bytes.size() >= 4 && magic != kLabelsMagic) {
     fail_expected(where, "magic " + hex32(kLabelsMagic) + " (unsigned-byte 1-D labels)",

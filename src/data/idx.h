@@ -4,6 +4,7 @@
 // reader looks at the content, not at the name.
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"
@@ -19,6 +20,10 @@ struct IdxImages {
 // trailing bytes, implausible sizes.
 IdxImages read_idx_images(const std::filesystem::path& path);
 std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path);
+// The same checks on content in memory (gzipped or not); `name` stands for the file in
+// error messages.
+IdxImages parse_idx_images(const uint8_t* bytes, size_t size, const std::string& name);
+std::vector<uint8_t> parse_idx_labels(const uint8_t* bytes, size_t size, const std::string& name);
 
 // Images plus labels; also checks that the counts agree and that every label is a valid
 // class index.

@@ -65,7 +65,8 @@ json TextPool::to_json() const {
 }
 
 TextPool TextPool::from_json(const json& j, const std::string& context) {
-  if (j.value("format", "") != "edgefm-pool") {
+  if (!j.is_object()) fail_expected(context, "a JSON object", j.type_name());
+  if (!j.contains("format") || j["format"] != "edgefm-pool") {
     fail_expected(context, "\"format\": \"edgefm-pool\"",
                   j.contains("format") ? j["format"].dump() : "no format field");
   }

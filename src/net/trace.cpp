@@ -45,18 +45,25 @@ Trace::Trace(std::string name, std::vector<int64_t> timestamps)
 Trace Trace::load(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open trace '" + path.string() + "'");
-  const std::string where = "trace '" + path.string() + "'";
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error("cannot read " + where);
+  if (in.bad()) throw Error("cannot read trace '" + path.string() + "'");
+  return Trace(path.filename().string(), parse_lines(content, "trace '" + path.string() + "'"));
+}
 
+Trace Trace::parse(std::string_view content, std::string name) {
+  auto timestamps = parse_lines(content, "trace '" + name + "'");
+  return Trace(std::move(name), std::move(timestamps));
+}
+
+std::vector<int64_t> Trace::parse_lines(std::string_view content, const std::string& where) {
   std::vector<int64_t> timestamps;
   size_t line_start = 0;
   int64_t line_number = 0;
   while (line_start < content.size()) {
     size_t line_end = content.find('\n', line_start);
-    if (line_end == std::string::npos) line_end = content.size();
+    if (line_end == std::string_view::npos) line_end = content.size();
     ++line_number;
-    const std::string raw = content.substr(line_start, line_end - line_start);
+    const std::string raw(content.substr(line_start, line_end - line_start));
     const std::string text = trim(raw);
     const std::string at = where + " line " + std::to_string(line_number);
     int64_t value = 0;
@@ -81,7 +88,7 @@ Trace Trace::load(const std::filesystem::path& path) {
     fail_expected(where + " line " + std::to_string(line_number),
                   "a last timestamp > 0 (the trace repeats with that period)", "0");
   }
-  return Trace(path.filename().string(), std::move(timestamps));
+  return timestamps;
 }
 
 Trace Trace::from_timestamps(std::vector<int64_t> timestamps_ms, std::string name) {

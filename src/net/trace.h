@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace edgefm::net {
@@ -19,6 +20,8 @@ class Trace {
   // that is not a non-negative integer, a timestamp smaller than the one before, or a trace
   // whose last timestamp is 0 (it must last a nonzero time).
   static Trace load(const std::filesystem::path& path);
+  // The same from a trace file's content in memory; `name` appears in error messages.
+  static Trace parse(std::string_view content, std::string name = "trace");
   // The same checks on timestamps given in memory; `name` appears in error messages.
   static Trace from_timestamps(std::vector<int64_t> timestamps_ms, std::string name = "trace");
 
@@ -49,6 +52,8 @@ class Trace {
 
  private:
   Trace(std::string name, std::vector<int64_t> timestamps);
+  // The lines of a trace file, checked; `where` ("trace '<file>'") starts error messages.
+  static std::vector<int64_t> parse_lines(std::string_view content, const std::string& where);
   // Number of timestamps of one repetition that are < value.
   int64_t count_below(int64_t value) const;
 

@@ -408,6 +408,24 @@ TEST(Customization, JobRequestErrors) {
   EXPECT_EQ(status_of([&] { client.device(std::string(65, 'x')); }), 400);
 }
 
+TEST(Customization, SampleUploadBodiesParseWithoutAService) {
+  const models::ImageShape shape{1, 2, 2};
+  const json body = {{"inputs",
+                      {{{"name", "images"}, {"datatype", "UINT8"}, {"shape", {2, 2, 2}},
+                        {"data", {1, 2, 3, 4, 5, 6, 7, 8}}},
+                       {{"name", "metadata"}, {"datatype", "BYTES"}, {"shape", {2}},
+                        {"data", {"{}", R"({"label":"cat"})"}}}}}};
+  const SampleUpload upload = parse_sample_upload(body.dump(), std::nullopt, shape);
+  EXPECT_EQ(upload.count, 2u);
+  EXPECT_EQ(upload.images, (std::vector<uint8_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  ASSERT_EQ(upload.metadata.size(), 2u);
+  EXPECT_EQ(upload.metadata[1]["label"], "cat");
+  EXPECT_THROW(parse_sample_upload(body.dump(), std::nullopt, models::ImageShape{1, 3, 3}),
+               HttpError);
+  EXPECT_THROW(parse_job_request("{\"profile\": "), HttpError);
+  EXPECT_EQ(parse_job_request(R"({"epochs": 3})")["epochs"], 3);
+}
+
 TEST(Customization, UploadErrors) {
   Harness h(fake_runner());
   auto raw = h.raw();

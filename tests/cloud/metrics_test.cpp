@@ -55,7 +55,8 @@ TEST(Metrics, BuiltinWriterEscapesLabelValues) {
 
 TEST(Metrics, BothBackendsServeTheSameSeries) {
   if (!ServerMetrics::has_prometheus_cpp()) {
-    EXPECT_THROW(ServerMetrics(MetricsBackend::prometheus_cpp), Error);
+    // Braces: clang reads ServerMetrics(MetricsBackend::prometheus_cpp) as a declaration.
+    EXPECT_THROW(ServerMetrics{MetricsBackend::prometheus_cpp}, Error);
     GTEST_SKIP() << "built without prometheus-cpp";
   }
   ServerMetrics builtin(MetricsBackend::builtin), library(MetricsBackend::prometheus_cpp);

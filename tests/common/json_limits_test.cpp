@@ -135,3 +135,28 @@ TEST(Checksum, HmacSha256MatchesRfc4231) {
   EXPECT_FALSE(constant_time_equal("abc", "abd"));
   EXPECT_FALSE(constant_time_equal("abc", "abcd"));
 }
+
+// Found by fuzz/metadata_fuzzer: get<int>() truncated 3.5 to 3 and converted 1e300 with
+// undefined behaviour (UBSan: float-cast-overflow); json_field now checks integers.
+TEST(JsonField, IntegersMustBeWholeAndInRange) {
+  const json j = parse_untrusted_json(
+      R"({"whole": 3.0, "half": 3.5, "huge": 1e300, "negative": -1, "big": 4294967296,
+          "dims": [1, 2.0, 3], "bad_dims": [1, 1e300], "text": "3"})");
+  EXPECT_EQ(json_field<int>(j, "whole", "t"), 3);
+  EXPECT_EQ(json_field<std::vector<int>>(j, "dims", "t"), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(json_field<int64_t>(j, "big", "t"), int64_t{4294967296});
+  EXPECT_THROW(json_field<int>(j, "half", "t"), Error);
+  EXPECT_THROW(json_field<int>(j, "huge", "t"), Error);
+  EXPECT_THROW(json_field<uint64_t>(j, "huge", "t"), Error);
+  EXPECT_THROW(json_field<size_t>(j, "negative", "t"), Error);
+  EXPECT_THROW(json_field<int>(j, "big", "t"), Error);
+  EXPECT_THROW(json_field<std::vector<int>>(j, "bad_dims", "t"), Error);
+  EXPECT_THROW(json_field<int>(j, "text", "t"), Error);
+  try {
+    json_field<int>(j, "half", "ctx");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "ctx: field 'half': expected an integer in [-2147483648, 2147483647], got 3.5");
+  }
+}

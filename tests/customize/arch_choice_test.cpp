@@ -125,3 +125,20 @@ TEST(ArchChoice, ProfileRoundTripsThroughJson) {
 
 }  // namespace
 }  // namespace edgefm::customize
+
+namespace edgefm::customize {
+
+// Found by fuzz/customization_request_fuzzer: a job request whose profile had a non-string
+// "device" escaped as nlohmann's type_error instead of an Error naming the field.
+TEST(ArchChoice, ProfileWithANonStringDeviceIsAClearError) {
+  json j = {{"device", 7},
+            {"architectures", {{{"arch", "tiny-cnn"}, {"latency_ms", 0.3}, {"peak_memory_mb", 4.0}}}}};
+  try {
+    DeviceProfile::from_json(j);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'device'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace edgefm::customize

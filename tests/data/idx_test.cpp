@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "support/error_of.h"
 #include "data/split.h"
 
 namespace fs = std::filesystem;
@@ -60,6 +61,18 @@ class IdxTest : public ::testing::Test {
   IdxImages images_;
   std::vector<uint8_t> labels_;
 };
+
+TEST(Idx, ParsesContentInMemory) {
+  const std::vector<uint8_t> images = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 7, 9};
+  const auto parsed = parse_idx_images(images.data(), images.size(), "mem");
+  EXPECT_EQ(parsed.pixels, (std::vector<uint8_t>{7, 9}));
+  const std::vector<uint8_t> labels = {0, 0, 8, 1, 0, 0, 0, 2, 4, 5};
+  EXPECT_EQ(parse_idx_labels(labels.data(), labels.size(), "mem"), (std::vector<uint8_t>{4, 5}));
+  EXPECT_NE(edgefm::testing::error_of(
+                [&] { parse_idx_images(images.data(), images.size() - 1, "mem"); })
+                .find("IDX images 'mem' is truncated"),
+            std::string::npos);
+}
 
 TEST_F(IdxTest, RoundTripPlainAndGzipped) {
   write_idx_images(dir_ / "img", images_);

@@ -172,6 +172,16 @@ TEST(TextPool, SetNormalisesSubsetAndFileRoundTrip) {
 }
 
 // A real FM arrives as TorchScript + an embedding-pool file: build both here.
+// Found by fuzz/text_pool_fuzzer: a pool file that is not an object, or whose "format" is
+// not a string, escaped as nlohmann's type_error instead of an Error naming the file.
+TEST(TextPool, MalformedPoolFilesAreErrors) {
+  for (const char* text : {"[1,2,3]", R"({"format":7})", "\"pool\"",
+                           R"({"format":"edgefm-pool","version":1,"dim":3.5,"classes":[]})",
+                           R"({"format":"edgefm-pool","version":1,"dim":1e300,"classes":[]})"}) {
+    EXPECT_THROW(models::TextPool::from_json(parse_untrusted_json(text), "pool"), Error) << text;
+  }
+}
+
 TEST(TorchScriptFm, LoadsAModuleTheTestWrote) {
   auto dir = temp_dir("ts");
   torch::jit::Module module("DemoFm");

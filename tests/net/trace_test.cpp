@@ -58,6 +58,17 @@ TEST(Trace, LoadsTimestampsAndPeriod) {
   EXPECT_EQ(Trace::load(write_temp("nonl.up", "2\n4")).opportunities_per_period(), 2);
 }
 
+TEST(Trace, ParsesContentInMemoryWithTheFileChecks) {
+  Trace trace = Trace::parse("0\n0\n1\n", "mem");
+  EXPECT_EQ(trace.name(), "mem");
+  EXPECT_EQ(trace.period_ms(), 1);
+  // Opportunities at 0, 0, 1, then 1, 1, 2, ...: two lie before 1.
+  EXPECT_EQ(trace.opportunities_before(1), 2);
+  EXPECT_EQ(trace.opportunity_time_ms(2), 1);
+  EXPECT_THROW(Trace::parse("5\n3\n", "mem"), Error);
+  EXPECT_THROW(Trace::parse("", "mem"), Error);
+}
+
 TEST(Trace, RejectsEmptyFile) {
   std::string message = load_error("empty.up", "");
   EXPECT_NE(message.find("empty.up"), std::string::npos) << message;
