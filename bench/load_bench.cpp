@@ -644,7 +644,7 @@ int main(int argc, char** argv) {
   app.add_option("--target-ms", o.target_ms, "slow clients: probes should answer within")
       ->capture_default_str();
   app.add_option("--seed", o.seed, "Poisson arrivals and image pixels")->capture_default_str();
-  app.add_option("--out", o.out_dir, "write load.json, sweep.csv, rate.csv, batching.csv, slow.csv here");
+  app.add_option("--out-dir", o.out_dir, "write load.json, sweep.csv, rate.csv, batching.csv, slow.csv here");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

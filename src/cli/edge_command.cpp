@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -16,7 +17,6 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "route/threshold.h"
 #include "cloud/client.h"
 #include "common/error.h"
 #include "common/json_io.h"
@@ -34,9 +34,56 @@
 #include "edge/runtime.h"
 #include "edge/stream.h"
 #include "edge/updater.h"
+#include "route/threshold.h"
 
 namespace edgefm::cli {
 namespace {
+
+// Why a request to the cloud failed, in words: "is unreachable (...)", "refuses the token
+// (HTTP 401)", "rejects requests (HTTP 400: ...)".
+std::string describe_cloud_problem(const cloud::RequestError& e) {
+  if (e.no_answer()) return std::string("is unreachable (") + e.what() + ")";
+  const std::string status = "HTTP " + std::to_string(e.status());
+  if (e.status() == 401 || e.status() == 403) return "refuses the token (" + status + ")";
+  return "rejects requests (" + status +
+         (e.server_message().empty() ? "" : ": " + e.server_message()) + ")";
+}
+
+// "unreachable 12, timeout 3"
+std::string fallback_summary(const std::map<std::string, size_t>& fallbacks) {
+  std::string text;
+  for (const auto& [reason, count] : fallbacks) {
+    text += (text.empty() ? "" : ", ") + reason + " " + std::to_string(count);
+  }
+  return text;
+}
+
+// A status line when answers fell back to the edge since the last one (and at the end).
+void report_fallbacks(const std::map<std::string, size_t>& fallbacks, size_t& reported,
+                      bool final) {
+  size_t total = 0;
+  for (const auto& entry : fallbacks) total += entry.second;
+  if (total == reported && !(final && total > 0)) return;
+  if (final) {
+    std::fprintf(stderr, "[edge] %zu answers fell back to the edge (%s)\n", total,
+                 fallback_summary(fallbacks).c_str());
+  } else {
+    std::fprintf(stderr, "[edge] %zu more answers fell back to the edge; so far: %s\n",
+                 total - reported, fallback_summary(fallbacks).c_str());
+  }
+  reported = total;
+}
+
+CLI::Validator http_url() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        for (const char* scheme : {"http://", "https://"}) {
+          if (value.rfind(scheme, 0) == 0 && value.size() > std::string(scheme).size()) return "";
+        }
+        return "expected a URL such as http://HOST:PORT, got '" + value + "'";
+      },
+      "URL");
+}
 
 struct EdgeCommandOptions {
   std::string student;
@@ -63,6 +110,7 @@ struct EdgeCommandOptions {
   double research_step = 0.10;
   double probe_interval_ms = 1000.0;
   bool quiet = false;
+  bool require_cloud = false;  // a cloud that cannot be used is an error, not a fallback
   // Audits and the cost cap.
   double audit_fraction = 0.0;
   double audit_per_minute = 120.0;
@@ -197,8 +245,8 @@ void run_edge(const EdgeCommandOptions& o) {
   }
   std::mutex files_mutex;
   std::vector<std::string> stdin_files;  // path of each sample fed from stdin, by id
-  // The cloud's FM must take the student's samples; an unreachable cloud is only reported
-  // (the runtime answers from the edge until it is back).
+  // The cloud's FM must take the student's samples. A cloud that cannot be used is said
+  // plainly; the runtime answers from the edge until it can (--require-cloud: an error).
   if (options.policy != edge::Policy::edge_only) {
     try {
       cloud::OipClient client(options.client);
@@ -209,10 +257,16 @@ void run_edge(const EdgeCommandOptions& o) {
                               "the cloud's FM at " + o.server, spec, "the student");
       }
     } catch (const cloud::RequestError& e) {
-      std::fprintf(stderr, "[edge] the cloud did not answer its model metadata (%s); going on, "
-                   "cloud-bound samples fall back to the edge until it does\n", e.what());
+      const std::string problem = "the cloud at " + o.server + " " + describe_cloud_problem(e);
+      if (o.require_cloud) throw Error(problem + " (--require-cloud)");
+      std::fprintf(stderr, "[edge] %s; going on: cloud-bound samples fall back to the edge until "
+                   "it answers (--require-cloud makes this an error)\n", problem.c_str());
     }
   }
+  // Answers that fell back to the edge, by reason (timeout, unreachable, refused, error, busy,
+  // down), and those reported in the last status line.
+  std::map<std::string, size_t> fallbacks;
+  size_t fallbacks_reported = 0;
 
   // Appended to like the events log: a restarted edge keeps the answers of earlier runs.
   std::unique_ptr<JsonLinesLog> log;
@@ -221,6 +275,7 @@ void run_edge(const EdgeCommandOptions& o) {
   answers.reserve(order.size());
   auto sink = [&](const edge::Answer& a) {
     answers.push_back(a);
+    if (a.route == edge::AnswerRoute::fallback) ++fallbacks[a.fallback_reason];
     if (!log && !from_stdin) return;
     json line = edge::answer_to_json(a);
     if (from_stdin) {
@@ -378,6 +433,7 @@ void run_edge(const EdgeCommandOptions& o) {
   const size_t fed = from_stdin ? order.size() : edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
     if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
+      report_fallbacks(fallbacks, fallbacks_reported, false);
       edge::RuntimeStats s = runtime.stats();
       char bw[32];
       std::snprintf(bw, sizeof bw, "%.2f Mbit/s", s.network.uplink_bps / 1e6);
@@ -402,6 +458,7 @@ void run_edge(const EdgeCommandOptions& o) {
     std::fprintf(stderr, "[edge] stopped by a signal after %zu of %zu samples\n", fed, order.size());
   }
 
+  report_fallbacks(fallbacks, fallbacks_reported, true);
   const edge::StreamSummary summary = edge::summarize_answers(answers, o.l_app_ms, stats.bytes_up);
   Table table({"route", "samples", "accuracy"});
   const char* names[edge::kAnswerRoutes] = {"edge", "cloud", "fallback", "budget"};
@@ -443,8 +500,19 @@ void run_edge(const EdgeCommandOptions& o) {
     result["nominal"] = {{"rtt_ms", o.nominal_rtt_ms},
                          {"uplink_bps", o.nominal_uplink_mbps * 1e6},
                          {"cloud_ms", o.nominal_cloud_ms}};
+    result["fallback_reasons"] = fallbacks;
     result["provenance"] = provenance();
     write_json_file(o.json_path, result);
+  }
+  if (o.require_cloud) {
+    size_t unusable = 0;
+    for (const char* reason : {"unreachable", "refused", "error"}) {
+      unusable += fallbacks.count(reason) ? fallbacks.at(reason) : 0;
+    }
+    if (unusable > 0) {
+      throw Error(std::to_string(unusable) + " answers fell back to the edge because the cloud " +
+                  "could not be used (" + fallback_summary(fallbacks) + "; --require-cloud)");
+    }
   }
 }
 
@@ -467,7 +535,12 @@ void add_edge_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   command->add_option("--server", options->server,
                       "URL of the cloud service (or of `edgefm link` in front of it)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(http_url());
+  command->add_flag("--require-cloud", options->require_cloud,
+                    "stop with an error when the cloud cannot be used: unreachable at start-up, "
+                    "refusing the token, or rejecting requests (default: say so and answer from "
+                    "the edge)");
   command->add_option("--token", options->token, "bearer token of the cloud service");
   command->add_option("--artifact-key-file", options->artifact_key_file,
                       "install only new models whose metadata is signed with the secret in this "

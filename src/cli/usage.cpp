@@ -126,6 +126,10 @@ void check_numeric_options(CLI::App& app) {
 }
 
 std::string nearest_name(const std::string& word, const std::vector<std::string>& candidates) {
+  // A name that begins with the word (--out for --out-dir) is the likeliest meaning.
+  for (const auto& c : candidates) {
+    if (word.size() >= 3 && c.size() > word.size() && c.rfind(word, 0) == 0) return c;
+  }
   std::string best;
   size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
   for (const auto& c : candidates) {

@@ -30,8 +30,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Thrown when SIGINT/SIGTERM asked the experiment to stop: the finished runs are written.
+struct Interrupted : Error {
+  Interrupted() : Error("experiment interrupted by a signal") {}
+};
+
 void check_stop(const ExperimentOptions& o) {
-  if (o.stop != nullptr && o.stop->load()) throw Error("experiment interrupted by a signal");
+  if (o.stop != nullptr && o.stop->load()) throw Interrupted();
 }
 
 int wait_for_port(ChildProcess& child, const fs::path& port_file, const ExperimentOptions& o,
@@ -277,6 +282,8 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
   const size_t runs_total = traces.size() * o.policies.size();
   Progress progress("experiment", static_cast<int64_t>(runs_total * stream_size), "samples");
   size_t run_index = 0;
+  bool interrupted = false;
+  try {
   for (const auto& trace_path : traces) {
     const std::string trace = trace_label(trace_path);
     for (const auto& policy : o.policies) {
@@ -388,6 +395,10 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
       rows.push_back(std::move(row));
     }
   }
+  } catch (const Interrupted&) {
+    // The runs in flight are stopped (their processes with them); the finished ones are kept.
+    interrupted = true;
+  }
   progress.finish();
   serve.stop();
 
@@ -419,6 +430,9 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
                 {"l_app_given", o.l_app_ms > 0.0},
                 {"t_cloud_ms_measured", t_cloud_ms},
                 {"derivation", derivation.to_json()},
+                {"runs_finished", rows.size()},
+                {"runs_planned", runs_total},
+                {"interrupted", interrupted},
                 {"provenance", provenance()}};
   for (const auto& t : traces) setup["traces"].push_back(t.string());
   write_json_file(out_dir / "setup.json", setup);
@@ -555,6 +569,11 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
   report.save(out_dir / "results.md");
   std::fprintf(stderr, "[experiment] wrote %s/results.{json,csv,md} and %zu plots\n",
                out_dir.string().c_str(), images.size());
+  if (interrupted) {
+    throw Error("experiment interrupted by a signal after " + std::to_string(rows.size()) + " of " +
+                std::to_string(runs_total) + " runs; the finished runs' results are in " +
+                out_dir.string());
+  }
   return rows;
 }
 

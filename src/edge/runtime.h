@@ -157,7 +157,7 @@ struct Answer {
   std::string prediction;  // class name
   int prediction_index = -1;  // index in the edge's pool (-1: the cloud named another class)
   AnswerRoute route = AnswerRoute::edge;
-  std::string fallback_reason;  // timeout, unreachable, error, busy, down (fallback only)
+  std::string fallback_reason;  // timeout, unreachable, refused (token), error, busy, down (fallback only)
   bool probe = false;           // an edge answer whose sample also went to the cloud
   bool audit = false;           // ... as an audit (probe is then false)
   float score = 0.0f;           // the routing score (the margin by default)

@@ -32,8 +32,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Thrown when SIGINT/SIGTERM asked the scenario to stop: the finished splits are written.
+struct Interrupted : Error {
+  Interrupted() : Error("scenario interrupted by a signal") {}
+};
+
 void check_stop(const ScenarioOptions& o) {
-  if (o.stop != nullptr && o.stop->load()) throw Error("scenario interrupted by a signal");
+  if (o.stop != nullptr && o.stop->load()) throw Interrupted();
 }
 
 std::vector<json> read_jsonl(const fs::path& path) {
@@ -458,6 +463,8 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   size_t main_shift_window = 0;
   std::vector<std::string> images;
 
+  bool interrupted = false;
+  try {
   for (size_t k = 0; k < splits.size(); ++k) {
     data::Split split = splits[k];
     split.order = "shift";
@@ -618,6 +625,10 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
       results["selection_study"] = study;
     }
   }
+  } catch (const Interrupted&) {
+    // The split in progress is stopped (its processes with it); the finished ones are kept.
+    interrupted = true;
+  }
   cloud.serve->stop();
 
   // Targets.
@@ -680,7 +691,8 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   results["architecture"] = architecture;
   results["targets"] = targets;
   results["splits"] = per_split;
-  results["settings"] = {{"fm", o.fm}, {"trace", trace.stem().string()}, {"delay_ms", o.delay_ms},
+  results["interrupted"] = interrupted;
+  results["settings"] = {{"fm", o.fm}, {"data", o.data_path}, {"trace", trace.stem().string()}, {"delay_ms", o.delay_ms},
                          {"l_app_ms", o.l_app_ms}, {"history", o.history}, {"samples", samples},
                          {"shift_at", o.shift_at}, {"rate", o.rate}, {"window_s", o.window_s},
                          {"audit", o.audit}, {"upload_strategy", o.upload_strategy},
@@ -851,6 +863,11 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   report.save(out / "results.md");
   std::fprintf(stderr, "[scenario] wrote %s/results.{json,md}, timeline.csv, selection.csv and %zu plots\n",
                out.string().c_str(), images.size());
+  if (interrupted) {
+    throw Error("scenario interrupted by a signal after " + std::to_string(per_split.size()) + " of " +
+                std::to_string(splits.size()) + " splits; the finished splits' results are in " +
+                out.string());
+  }
   return results;
 }
 

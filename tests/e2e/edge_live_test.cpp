@@ -11,6 +11,8 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "common/json_io.h"
 #include "edge/process.h"
@@ -167,6 +169,39 @@ TEST(EdgeLive, CloudOnlyThroughTheLinkAndLosingTheCloud) {
   EXPECT_EQ(down.at("samples").get<int>(), 100);
 }
 
+TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
+  LiveSetup live("misconfigured");
+  const std::string server = "http://127.0.0.1:" + std::to_string(live.link_port);
+  auto run = [&](const std::vector<std::string>& extra, const std::string& tag) {
+    std::vector<std::string> args = {"edge", "--student", testing::small_models().student,
+                                     "--policy", "cloud-only", "--rate", "0", "--samples", "30",
+                                     "--json", (live.dir / (tag + ".json")).string(), "--quiet"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    edge::ChildProcess edge(EDGEFM_BIN, args, (live.dir / (tag + ".log")).string());
+    const auto status = edge.wait_for(std::chrono::seconds(120));
+    std::ifstream in(live.dir / (tag + ".log"));
+    return std::make_pair(status.value_or(-1), std::string((std::istreambuf_iterator<char>(in)), {}));
+  };
+  // A wrong token: said at start-up and at the end; every answer a fallback, counted by reason.
+  auto [status, log] = run({"--server", server, "--token", "wrong"}, "token");
+  EXPECT_EQ(status, 0) << log;
+  EXPECT_NE(log.find("refuses the token (HTTP 401)"), std::string::npos) << log;
+  EXPECT_NE(log.find("30 answers fell back to the edge (refused 30)"), std::string::npos) << log;
+  EXPECT_EQ(read_json_file(live.dir / "token.json").at("fallback_reasons").at("refused"), 30);
+  // --require-cloud: the same is an error.
+  std::tie(status, log) = run({"--server", server, "--token", "wrong", "--require-cloud"}, "token-required");
+  EXPECT_EQ(status, 1) << log;
+  EXPECT_NE(log.find("refuses the token"), std::string::npos) << log;
+  // Nothing listening.
+  std::tie(status, log) = run({"--server", "http://127.0.0.1:9", "--require-cloud"}, "unreachable");
+  EXPECT_EQ(status, 1) << log;
+  EXPECT_NE(log.find("is unreachable"), std::string::npos) << log;
+  // Not a URL: a usage error.
+  std::tie(status, log) = run({"--server", "notaurl"}, "not-a-url");
+  EXPECT_EQ(status, 2) << log;
+  EXPECT_NE(log.find("expected a URL"), std::string::npos) << log;
+}
+
 TEST(EdgeLive, ShortExperimentWritesEveryResult) {
   const fs::path dir = scratch("experiment");
   const auto& models = testing::small_models();
@@ -174,7 +209,7 @@ TEST(EdgeLive, ShortExperimentWritesEveryResult) {
       EDGEFM_BIN,
       {"experiment", "--fm", models.fm, "--student", models.student, "--traces",
        "Verizon-LTE-short", "--trace-dir", EDGEFM_TRACE_DIR, "--samples", "120", "--rate", "200",
-       "--out", dir.string()},
+       "--out-dir", dir.string()},
       (dir / "experiment.log").string());
   auto status = experiment.wait_for(std::chrono::seconds(240));
   ASSERT_TRUE(status.has_value()) << experiment.log_tail();

@@ -38,7 +38,7 @@ TEST(LoadBench, ShortRunWritesEveryFieldAndNoErrors) {
       std::string(EDGEFM_LOAD_BENCH_BIN) + " --fm " + testing::small_models().fm +
       " --edgefm " + EDGEFM_BIN + " --token t --concurrency 1,4 --rate 20 --arrivals constant"
       " --max-in-flight 4 --warmup-s 0.2 --duration-s 1 --overhead-delays-us 2000"
-      " --slow-clients 20 --slow-duration-s 1 --probe-interval-ms 100 --out " + out.string() +
+      " --slow-clients 20 --slow-duration-s 1 --probe-interval-ms 100 --out-dir " + out.string() +
       " > " + (out.string() + ".log") + " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   const json r = read_json_file(out / "load.json");

@@ -36,10 +36,14 @@ inline const SmallModels& small_models() {
     SmallModels m{dir + "/fm.pt", dir + "/student.pt", dir + "/seen-student.pt"};
     const std::string bin = EDGEFM_BIN;
     const std::string quiet = " > " + dir + "/log.txt 2>&1";
-    if (!fs::exists(m.fm)) {
-      run_or_throw(bin + " fm train --train-limit 4000 --test-limit 500 --epochs 2 --width 8 --batch-size 128"
-                   " --lr 0.003 --out " +
-                   m.fm + quiet);
+    // --reuse keeps a sound FM file trained with these settings; a new one makes new students.
+    const auto fm_time = fs::exists(m.fm) ? fs::last_write_time(m.fm) : fs::file_time_type::min();
+    run_or_throw(bin + " fm train --train-limit 4000 --test-limit 500 --epochs 2 --width 8 --batch-size 128"
+                 " --lr 0.003 --reuse --out " +
+                 m.fm + quiet);
+    if (fs::last_write_time(m.fm) != fm_time) {
+      fs::remove(m.student);
+      fs::remove(m.seen_student);
     }
     const std::string customize = bin + " customize --fm " + m.fm +
                                   " --train-limit 4000 --validation 500 --budget 50% --epochs 6"
