@@ -202,6 +202,38 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
   EXPECT_NE(log.find("expected a URL"), std::string::npos) << log;
 }
 
+TEST(EdgeLive, AStoppedExperimentKeepsTheRunsThatFinished) {
+  const fs::path dir = scratch("experiment-stopped");
+  const auto& models = testing::small_models();
+  edge::ChildProcess experiment(
+      EDGEFM_BIN,
+      {"experiment", "--fm", models.fm, "--student", models.student, "--traces",
+       "Verizon-LTE-short", "--trace-dir", EDGEFM_TRACE_DIR, "--policies", "edge-only,cloud-only",
+       "--samples", "100", "--rate", "10", "--out-dir", dir.string()},
+      (dir / "experiment.log").string());
+  // Once the second run has started, SIGTERM.
+  auto second_started = [&] {
+    return experiment.log_tail(100000).find("run 2/2") != std::string::npos;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+  while (!second_started() && experiment.running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(second_started()) << experiment.log_tail();
+  const int status = experiment.stop(std::chrono::seconds(120));
+  EXPECT_EQ(status, 1) << experiment.log_tail();
+  EXPECT_NE(experiment.log_tail().find("after 1 of 2 runs"), std::string::npos)
+      << experiment.log_tail();
+  const json rows = read_json_file(dir / "results.json");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("policy"), "edge-only");
+  const json setup = read_json_file(dir / "setup.json");
+  EXPECT_TRUE(setup.at("interrupted").get<bool>());
+  EXPECT_EQ(setup.at("runs_finished"), 1);
+  EXPECT_TRUE(fs::exists(dir / "results.md"));
+  fs::remove_all(dir);
+}
+
 TEST(EdgeLive, ShortExperimentWritesEveryResult) {
   const fs::path dir = scratch("experiment");
   const auto& models = testing::small_models();
