@@ -41,6 +41,7 @@
 #include "cloud/client.h"
 #include "common/error.h"
 #include "common/json_io.h"
+#include "common/provenance.h"
 #include "common/table.h"
 #include "common/threads.h"
 #include "edge/process.h"
@@ -585,7 +586,8 @@ int run(const LoadOptions& o, const std::string& command_line) {
                          {"request_rate", steps_json(rates)},
                          {"batching_overhead", {{"steps", steps_json(overhead)},
                                                 {"added", overhead_json}}},
-                         {"slow_clients", slow_json}};
+                         {"slow_clients", slow_json},
+                         {"provenance", provenance()}};
     write_json_file(out / "load.json", result);
     write_steps_csv(out / "sweep.csv", sweep);
     write_steps_csv(out / "rate.csv", rates);
@@ -602,6 +604,7 @@ int run(const LoadOptions& o, const std::string& command_line) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  edgefm::set_command_line(argc, argv);
   LoadOptions o;
   CLI::App app{"load_bench: the cloud service under load over real sockets (perf_analyzer's\n"
                "conventions): a concurrency sweep, fixed request rates, batching overhead at\n"

@@ -32,6 +32,7 @@ TITLES = {
     "bench": "Benchmarks (`bench/`)",
     "clip-shaped": "A real FM's path: the CLIP-shaped stand-in (`edgefm fm clip-shaped`)",
     "device-bench": "Cloud service with the reference FM (`scripts/device-bench.sh`)",
+    "cloud-under-load": "The cloud service under load (`bench/load_bench`, docs/cloud.md)",
 }
 
 
@@ -318,6 +319,47 @@ def render_google_benchmark(d):
              table(["benchmark", "time", "unit", "iterations"], rows), "")]
 
 
+def render_load_bench(d):
+    def steps(rows, first):
+        return [[first(r), count(r.get("requests")), count(r.get("errors")),
+                 num(r.get("throughput_infer_per_s"), 1), num(r.get("latency_ms_p50"), 1),
+                 num(r.get("latency_ms_p90"), 1), num(r.get("latency_ms_p95"), 1),
+                 num(r.get("latency_ms_p99"), 1)] for r in rows]
+    head = ["requests", "errors", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms"]
+    out = []
+    sweep = d.get("concurrency_sweep") or []
+    if sweep:
+        out.append(("Cloud service under load: concurrency sweep",
+                    table(["clients"] + head, steps(sweep, lambda r: count(r.get("concurrency")))),
+                    f"Each client sends its next request when the previous one is answered; "
+                    f"server: {code(d.get('server', ''))}."))
+    rate = d.get("request_rate") or []
+    if rate:
+        out.append(("Cloud service under load: fixed request rate",
+                    table(["requests/s"] + head, steps(rate, lambda r: num(r.get("rate"), 0))),
+                    f"Open loop, {d.get('arrivals', '')} arrivals."))
+    added = (d.get("batching_overhead") or {}).get("added") or []
+    if added:
+        rows = [[count(a.get("max_queue_delay_us")), num(a.get("p50_added_ms"), 2),
+                 num(a.get("mean_added_ms"), 2), num(a.get("p99_added_ms"), 2)] for a in added]
+        out.append(("Cloud service under load: batching overhead at one client",
+                    table(["max queue delay (us)", "p50 added ms", "mean added ms", "p99 added ms"],
+                          rows), "Latency added over the same server with batching off (max batch 1)."))
+    slow = d.get("slow_clients")
+    if slow:
+        rows = [[name, count(slow[name].get("requests")), count(slow[name].get("errors")),
+                 num(slow[name].get("latency_ms_p50"), 1), num(slow[name].get("latency_ms_p99"), 1),
+                 num(slow[name].get("latency_ms_max"), 1)] for name in ("health", "infer")
+                if isinstance(slow.get(name), dict)]
+        out.append((f"Cloud service under load: {count(slow.get('connections_opened'))} slow "
+                    f"connections open",
+                    table(["probe", "requests", "errors", "p50 ms", "p99 ms", "max ms"], rows),
+                    f"Each slow connection sends a header byte every "
+                    f"{num(slow.get('byte_interval_s'), 1)} s; within {num(slow.get('target_ms'), 0)} ms: "
+                    f"{'yes' if slow.get('all_within_target') else 'no'}."))
+    return out
+
+
 def google_benchmark_provenance(d):
     context = d.get("context", {})
     prov = {k[len("provenance_"):]: v for k, v in context.items() if k.startswith("provenance_")}
@@ -348,9 +390,12 @@ KINDS = [
      render_models_bench),
     ("google_benchmark", lambda d: isinstance(d, dict) and "benchmarks" in d and "context" in d,
      render_google_benchmark),
+    ("load_bench", lambda d: isinstance(d, dict) and d.get("benchmark") == "load_bench",
+     render_load_bench),
 ]
 ORDER = ["eval", "fm_train", "fm_eval", "customize", "models", "profile", "experiment",
-         "scenario", "cloud_bench", "device_bench", "models_bench", "google_benchmark"]
+         "scenario", "cloud_bench", "load_bench", "device_bench", "models_bench",
+         "google_benchmark"]
 
 
 def is_experiment(d):
@@ -418,6 +463,12 @@ def entries(path):
             out.append((kind, (d, setup), prov, f))
         elif kind == "google_benchmark":
             out.append((kind, d, google_benchmark_provenance(d), f))
+        elif kind == "load_bench" and not d.get("provenance") and d.get("command"):
+            m = d.get("machine") if isinstance(d.get("machine"), dict) else {}
+            machine = (f"{m.get('cpu', '')} x{m.get('cores', '')}, load average "
+                       f"{num(m.get('load_average_1m'), 1)} when it started")
+            out.append((kind, d, {"command": d["command"], "date": m.get("date"),
+                                  "machine": machine}, f))
         elif kind == "device_bench":
             prov = d.get("provenance") or next(
                 (r.get("provenance") for r in d.get("runs", []) if isinstance(r, dict)), None)
