@@ -101,6 +101,22 @@ class ResultsScript(unittest.TestCase):
         self.check(text)
         self.assertEqual(text, run("--results-dir", kept))  # reproducible
 
+    def test_readme_gets_the_demo_table_between_its_markers(self):
+        sys.path.insert(0, os.path.dirname(SCRIPT))
+        import results
+        kept = os.path.join(self.tmp.name, "kept")
+        run("--collect", self.run_dir, "--results-dir", kept)
+        readme = os.path.join(self.tmp.name, "README.md")
+        with open(readme, "w") as f:
+            f.write(f"# Title\n\n{results.README_BEGIN}\nold\n{results.README_END}\n\nmore\n")
+        results.update_readme(kept, readme)
+        with open(readme) as f:
+            text = f.read()
+        self.assertNotIn("\nold\n", text)
+        self.assertIn("| EdgeFM | 90.35 % | 14.53 % |", text)
+        self.assertIn("Command: `build/edgefm eval --json out/demo/summary.json`", text)
+        self.assertTrue(text.endswith(f"{results.README_END}\n\nmore\n"))
+
 
 if __name__ == "__main__":
     unittest.main()
