@@ -4,7 +4,7 @@
 # table. How to run it on a GPU machine and what the JSON holds: docs/device-bench.md.
 #
 #   scripts/device-bench.sh --device cpu                 # uses build/ (scripts/build.sh if missing)
-#   scripts/device-bench.sh --device cuda --out DIR      # GPU machine: builds build-cuda/ against
+#   scripts/device-bench.sh --device cuda --out-dir DIR    # GPU machine: builds build-cuda/ against
 #                                                        # python3's CUDA LibTorch and .device-deps/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +15,9 @@ usage: scripts/device-bench.sh [options]
   --device cpu|cuda   where the FM runs (default cpu). cpu uses build/; cuda configures and builds
                       build-cuda/ (cloud_bench only) against the LibTorch of python3's torch and the
                       headers/static libraries in .device-deps/ (scripts/fetch-device-deps.sh)
-  --fm FILE           reference FM file (default: models/fm.pt; on cpu, when
-                      neither exists, a tiny one is trained into models/fm-tiny.pt)
-  --out DIR           output folder (default out/device-bench)
+  --fm FILE           reference FM file (default: models/fm.pt; on cpu, when it
+                      does not exist, a tiny one is trained into models/fm-tiny.pt)
+  --out-dir DIR       output folder (default out/device-bench)
   --batches LIST      server max batch sizes, one cloud_bench run each (default 1,8,32)
   --concurrency LIST  client counts (default 1,8,32)
   --duration-s S      measured seconds per configuration (default: cpu 5, cuda 8)
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
     --fm) fm=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    --out-dir) out=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --duration-s) duration=$2; shift 2 ;;
