@@ -44,7 +44,7 @@ namespace {
 std::string describe_cloud_problem(const cloud::RequestError& e) {
   if (e.no_answer()) return std::string("is unreachable (") + e.what() + ")";
   const std::string status = "HTTP " + std::to_string(e.status());
-  if (e.status() == 401 || e.status() == 403) return "refuses the token (" + status + ")";
+  if (e.refused()) return "refuses the token (" + status + ")";
   return "rejects requests (" + status +
          (e.server_message().empty() ? "" : ": " + e.server_message()) + ")";
 }
@@ -57,6 +57,24 @@ std::string fallback_summary(const std::map<std::string, size_t>& fallbacks) {
   }
   return text;
 }
+
+// Answers that fell back to the edge, by reason (timeout, unreachable, refused, error, busy,
+// down): counted by the answer sink, read by the replay's status lines on another thread.
+class FallbackCounts {
+ public:
+  void add(const std::string& reason) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++counts_[reason];
+  }
+  std::map<std::string, size_t> snapshot() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return counts_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, size_t> counts_;
+};
 
 // A status line when answers fell back to the edge since the last one (and at the end).
 void report_fallbacks(const std::map<std::string, size_t>& fallbacks, size_t& reported,
@@ -263,10 +281,8 @@ void run_edge(const EdgeCommandOptions& o) {
                    "it answers (--require-cloud makes this an error)\n", problem.c_str());
     }
   }
-  // Answers that fell back to the edge, by reason (timeout, unreachable, refused, error, busy,
-  // down), and those reported in the last status line.
-  std::map<std::string, size_t> fallbacks;
-  size_t fallbacks_reported = 0;
+  FallbackCounts fallback_counts;
+  size_t fallbacks_reported = 0;  // in the last status line
 
   // Appended to like the events log: a restarted edge keeps the answers of earlier runs.
   std::unique_ptr<JsonLinesLog> log;
@@ -275,7 +291,7 @@ void run_edge(const EdgeCommandOptions& o) {
   answers.reserve(order.size());
   auto sink = [&](const edge::Answer& a) {
     answers.push_back(a);
-    if (a.route == edge::AnswerRoute::fallback) ++fallbacks[a.fallback_reason];
+    if (a.route == edge::AnswerRoute::fallback) fallback_counts.add(a.fallback_reason);
     if (!log && !from_stdin) return;
     json line = edge::answer_to_json(a);
     if (from_stdin) {
@@ -433,7 +449,7 @@ void run_edge(const EdgeCommandOptions& o) {
   const size_t fed = from_stdin ? order.size() : edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
     if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
-      report_fallbacks(fallbacks, fallbacks_reported, false);
+      report_fallbacks(fallback_counts.snapshot(), fallbacks_reported, false);
       edge::RuntimeStats s = runtime.stats();
       char bw[32];
       std::snprintf(bw, sizeof bw, "%.2f Mbit/s", s.network.uplink_bps / 1e6);
@@ -458,6 +474,7 @@ void run_edge(const EdgeCommandOptions& o) {
     std::fprintf(stderr, "[edge] stopped by a signal after %zu of %zu samples\n", fed, order.size());
   }
 
+  const std::map<std::string, size_t> fallbacks = fallback_counts.snapshot();
   report_fallbacks(fallbacks, fallbacks_reported, true);
   const edge::StreamSummary summary = edge::summarize_answers(answers, o.l_app_ms, stats.bytes_up);
   Table table({"route", "samples", "accuracy"});

@@ -147,20 +147,23 @@ std::string describe_parse_error(CLI::App& app, const std::vector<std::string>& 
   CLI::App* command = &app;
   std::string path = "edgefm";
   bool expect_subcommand = !app.get_subcommands({}).empty();
+  // "<command path>: <text>; see `<command path> --help`"
+  auto with_help = [&path](const std::string& text) {
+    return path + ": " + text + "; see `" + path + " --help`";
+  };
   for (const std::string& token : args) {
     if (token == "--") break;
     if (starts_with(token, "--")) {
       const std::string name = token.substr(0, token.find('='));
       if (command->get_option_no_throw(name) == nullptr) {
-        return path + ": unknown option " + name + did_you_mean(name, option_names(*command)) +
-               "; see `" + path + " --help`";
+        return with_help("unknown option " + name + did_you_mean(name, option_names(*command)));
       }
       continue;
     }
     if (token.size() > 1 && token[0] == '-' && !std::isdigit(static_cast<unsigned char>(token[1])) &&
         token[1] != '.') {
       if (command->get_option_no_throw(token.substr(0, 2)) == nullptr) {
-        return path + ": unknown option " + token.substr(0, 2) + "; see `" + path + " --help`";
+        return with_help("unknown option " + token.substr(0, 2));
       }
       continue;
     }
@@ -176,14 +179,12 @@ std::string describe_parse_error(CLI::App& app, const std::vector<std::string>& 
       continue;
     }
     if (expect_subcommand) {
-      return path + ": unknown command '" + token + "'" +
-             did_you_mean(token, subcommand_names(*command)) + "; see `" + path + " --help`";
+      return with_help("unknown command '" + token + "'" +
+                       did_you_mean(token, subcommand_names(*command)));
     }
-    expect_subcommand = false;
   }
-  std::string message = error.what();
-  message = message.substr(0, message.find('\n'));
-  return path + ": " + message + "; see `" + path + " --help`";
+  const std::string message = error.what();
+  return with_help(message.substr(0, message.find('\n')));
 }
 
 }  // namespace edgefm::cli

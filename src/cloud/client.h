@@ -28,6 +28,7 @@ class RequestError : public Error {
   int status() const { return status_; }
   const std::string& server_message() const { return server_message_; }
   bool no_answer() const { return status_ == 0; }
+  bool refused() const { return status_ == 401 || status_ == 403; }  // the credentials
 
  private:
   int status_;

@@ -22,25 +22,22 @@ std::string to_hex(const unsigned char* bytes, unsigned length) {
   return out;
 }
 
-class Sha256 {
- public:
-  Sha256() : context_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(context_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(context_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void add(const void* data, size_t size) { EVP_DigestUpdate(context_, data, size); }
-  std::string hex() {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(context_, digest, &length);
-    return to_hex(digest, length);
-  }
-
- private:
-  EVP_MD_CTX* context_;
-};
-
 }  // namespace
+
+Sha256::Sha256() : context_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(context_, EVP_sha256(), nullptr);
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(context_); }
+
+void Sha256::add(const void* data, size_t size) { EVP_DigestUpdate(context_, data, size); }
+
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(context_, digest, &length);
+  return to_hex(digest, length);
+}
 
 std::string sha256_hex(std::string_view bytes) {
   Sha256 hash;

@@ -1,9 +1,27 @@
 #pragma once
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <string_view>
 
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+
 namespace edgefm {
+
+// SHA-256 fed piece by piece (no copy of the whole input).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void add(const void* data, size_t size);
+  void add(std::string_view bytes) { add(bytes.data(), bytes.size()); }
+  std::string hex();  // lower-case hex; call once, at the end
+
+ private:
+  EVP_MD_CTX* context_;
+};
 
 // Lower-case hex SHA-256 of bytes / of a file's content (throws Error if unreadable).
 std::string sha256_hex(std::string_view bytes);

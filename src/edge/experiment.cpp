@@ -109,6 +109,23 @@ double measure_service_time_ms(cloud::OipClient& client, const models::ImageShap
   return server_ms.empty() ? eval::percentile(call_ms, 50) : eval::percentile(server_ms, 50);
 }
 
+std::vector<std::string> local_serve_arguments(const std::string& fm,
+                                               const std::vector<std::string>& fm_args,
+                                               const std::string& port_file,
+                                               const std::vector<std::string>& extra,
+                                               const std::string& token) {
+  std::vector<std::string> args = {"serve"};
+  if (fm_args.empty()) {
+    args.insert(args.end(), {"--fm", fm});
+  } else {
+    args.insert(args.end(), fm_args.begin(), fm_args.end());
+  }
+  args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0", "--port-file", port_file});
+  args.insert(args.end(), extra.begin(), extra.end());
+  if (!token.empty()) args.insert(args.end(), {"--token", token});
+  return args;
+}
+
 std::string default_trace_dir() {
   if (const char* env = std::getenv("EDGEFM_TRACE_DIR"); env != nullptr && *env != '\0') return env;
   if (fs::is_directory("data/net-traces")) return "data/net-traces";
@@ -225,19 +242,9 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
   const models::ImageShape shape = model.encoder->input_shape();
 
   // The cloud service, for the whole experiment.
-  std::vector<std::string> serve_args = {"serve"};
-  if (o.fm_args.empty()) {
-    serve_args.insert(serve_args.end(), {"--fm", o.fm});
-  } else {
-    serve_args.insert(serve_args.end(), o.fm_args.begin(), o.fm_args.end());
-  }
-  serve_args.insert(serve_args.end(), {"--host", "127.0.0.1", "--port", "0", "--port-file",
-                                       (runs_dir / "serve.port").string(), "--max-batch",
-                                       std::to_string(o.max_batch)});
-  if (!o.token.empty()) {
-    serve_args.push_back("--token");
-    serve_args.push_back(o.token);
-  }
+  const std::vector<std::string> serve_args =
+      local_serve_arguments(o.fm, o.fm_args, (runs_dir / "serve.port").string(),
+                            {"--max-batch", std::to_string(o.max_batch)}, o.token);
   fs::remove(runs_dir / "serve.port");
   std::fprintf(stderr, "[experiment] starting the cloud service (%s)\n", o.fm.c_str());
   ChildProcess serve(program, serve_args, (runs_dir / "serve.log").string());

@@ -47,6 +47,14 @@ ExperimentOptions experiment_default_options();
 double measure_service_time_ms(cloud::OipClient& client, const models::ImageShape& shape,
                                int calls = 35);
 
+// `edgefm serve ...` as the harnesses start it on 127.0.0.1: the FM options (`fm_args`, else
+// --fm `fm`), port 0 written to `port_file`, then `extra`, then the token if any.
+std::vector<std::string> local_serve_arguments(const std::string& fm,
+                                               const std::vector<std::string>& fm_args,
+                                               const std::string& port_file,
+                                               const std::vector<std::string>& extra,
+                                               const std::string& token);
+
 // Where the bundled traces are: $EDGEFM_TRACE_DIR, data/net-traces (from the working
 // directory), or data/net-traces in the source tree this program was built from.
 std::string default_trace_dir();

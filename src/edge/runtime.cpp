@@ -637,7 +637,7 @@ struct EdgeRuntime::Impl {
                     0.9 * worker_client.read_timeout_s * 1000.0;
         failure = timed_out ? "timeout" : "unreachable";
       } else {
-        failure = e.status() == 401 || e.status() == 403 ? "refused" : "error";
+        failure = e.refused() ? "refused" : "error";
       }
     } catch (const Error&) {
       failure = "error";

@@ -419,16 +419,9 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   const fs::path service_dir = runs / "customization";
   Cloud cloud;
   {
-    std::vector<std::string> args = {"serve"};
-    if (o.fm_args.empty()) {
-      args.insert(args.end(), {"--fm", o.fm});
-    } else {
-      args.insert(args.end(), o.fm_args.begin(), o.fm_args.end());
-    }
-    args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0", "--port-file",
-                             (runs / "serve.port").string(), "--customization-dir",
-                             service_dir.string()});
-    if (!o.token.empty()) args.insert(args.end(), {"--token", o.token});
+    const std::vector<std::string> args =
+        local_serve_arguments(o.fm, o.fm_args, (runs / "serve.port").string(),
+                              {"--customization-dir", service_dir.string()}, o.token);
     std::fprintf(stderr, "[scenario] starting the cloud service (%s)\n", o.fm.c_str());
     cloud.serve = std::make_unique<ChildProcess>(program, args, (runs / "serve.log").string());
     cloud.port = wait_for_port_file(*cloud.serve, runs / "serve.port", std::chrono::seconds(300),

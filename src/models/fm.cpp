@@ -159,20 +159,25 @@ double zero_shot_accuracy(const Net& image, const torch::Tensor& pool, const dat
 // changed on disk (LibTorch does not check the zip's CRCs) are refused.
 std::string content_digest(const Net& image, const TextNet& text, const std::string& meta,
                            const std::string& vocabulary, const std::string& pool) {
-  std::string bytes = meta + '\0' + vocabulary + '\0' + pool + '\0';
-  auto add_module = [&bytes](const std::string& prefix, const torch::nn::Module& module) {
+  Sha256 hash;
+  for (const std::string* part : {&meta, &vocabulary, &pool}) {
+    hash.add(*part);
+    hash.add(std::string_view("\0", 1));
+  }
+  auto add_module = [&hash](const std::string& prefix, const torch::nn::Module& module) {
     auto add = [&](const std::string& name, const torch::Tensor& t) {
       const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-      bytes += prefix + name + '\0';
-      for (int64_t d : c.sizes()) bytes += std::to_string(d) + 'x';
-      bytes.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+      std::string header = prefix + name + '\0';
+      for (int64_t d : c.sizes()) header += std::to_string(d) + 'x';
+      hash.add(header);
+      hash.add(c.data_ptr(), c.numel() * c.element_size());
     };
     for (const auto& p : module.named_parameters()) add(p.key(), p.value());
     for (const auto& b : module.named_buffers()) add(b.key(), b.value());
   };
   add_module("image.", *image.body);
   add_module("text.", *text);
-  return sha256_hex(bytes);
+  return hash.hex();
 }
 
 void save_fm(const std::filesystem::path& out, const Net& image, const TextNet& text,
@@ -407,7 +412,8 @@ FoundationModel load_foundation_model(const std::filesystem::path& path,
     throw Error(context + ": no content checksum (written by an older edgefm; retrain it with "
                 "`edgefm fm train`)");
   }
-  if (content_digest(image, text, meta_text, vocabulary_text, pool_text) != recorded.toStringRef()) {
+  const std::string digest = recorded.toStringRef();
+  if (content_digest(image, text, meta_text, vocabulary_text, pool_text) != digest) {
     throw Error(context + ": corrupt: its weights or settings do not match the checksum written "
                 "with them (retrain it or copy it again)");
   }
@@ -416,7 +422,7 @@ FoundationModel load_foundation_model(const std::filesystem::path& path,
   fm.text = std::make_shared<ReferenceTextEncoder>(text, std::move(vocabulary), dim);
   fm.pool = std::move(pool);
   fm.meta = meta;
-  fm.version = "reference-fm v" + std::to_string(kVersion) + " " + sha256_file(path).substr(0, 12);
+  fm.version = "reference-fm v" + std::to_string(kVersion) + " " + digest.substr(0, 12);
   return fm;
 }
 

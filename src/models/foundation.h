@@ -17,7 +17,7 @@ struct FoundationModel {
   std::shared_ptr<const ImageEncoder> image;
   std::shared_ptr<const TextEncoder> text;  // may be null for a TorchScript FM without one
   TextPool pool;
-  std::string version;  // "reference-fm v2 <checksum prefix>" or the TorchScript file name
+  std::string version;  // "reference-fm v2 <content checksum prefix>" or the TorchScript file name
   json meta;            // the reference FM's training settings (empty for TorchScript)
   const data::SampleSpec& spec() const { return image->spec(); }
 };
