@@ -49,45 +49,49 @@ std::string describe_cloud_problem(const cloud::RequestError& e) {
          (e.server_message().empty() ? "" : ": " + e.server_message()) + ")";
 }
 
-// "unreachable 12, timeout 3"
-std::string fallback_summary(const std::map<std::string, size_t>& fallbacks) {
-  std::string text;
-  for (const auto& [reason, count] : fallbacks) {
-    text += (text.empty() ? "" : ", ") + reason + " " + std::to_string(count);
-  }
-  return text;
-}
-
-// Answers that fell back to the edge, by reason (timeout, unreachable, refused, error, busy,
-// down): counted by the answer sink, read by the replay's status lines on another thread.
+// Answers that fell back to the edge, by reason (timeout, unreachable, refused, rejected,
+// error, busy, down), with the first detail said for each (the HTTP status and the server's
+// message): counted by the answer sink, read by the replay's status lines on another thread.
 class FallbackCounts {
  public:
-  void add(const std::string& reason) {
+  void add(const edge::Answer& a) {
     std::lock_guard<std::mutex> lock(mutex_);
-    ++counts_[reason];
+    ++counts_[a.fallback_reason];
+    if (!a.fallback_detail.empty()) details_.emplace(a.fallback_reason, a.fallback_detail);
   }
-  std::map<std::string, size_t> snapshot() const {
+  std::map<std::string, size_t> counts() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return counts_;
+  }
+  // "unreachable 12, rejected 3 (HTTP 413: request body too large)"
+  std::string summary() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string text;
+    for (const auto& [reason, count] : counts_) {
+      text += (text.empty() ? "" : ", ") + reason + " " + std::to_string(count);
+      auto detail = details_.find(reason);
+      if (detail != details_.end()) text += " (" + detail->second + ")";
+    }
+    return text;
   }
 
  private:
   mutable std::mutex mutex_;
   std::map<std::string, size_t> counts_;
+  std::map<std::string, std::string> details_;
 };
 
 // A status line when answers fell back to the edge since the last one (and at the end).
-void report_fallbacks(const std::map<std::string, size_t>& fallbacks, size_t& reported,
-                      bool final) {
+void report_fallbacks(const FallbackCounts& fallbacks, size_t& reported, bool final) {
   size_t total = 0;
-  for (const auto& entry : fallbacks) total += entry.second;
+  for (const auto& entry : fallbacks.counts()) total += entry.second;
   if (total == reported && !(final && total > 0)) return;
   if (final) {
     std::fprintf(stderr, "[edge] %zu answers fell back to the edge (%s)\n", total,
-                 fallback_summary(fallbacks).c_str());
+                 fallbacks.summary().c_str());
   } else {
     std::fprintf(stderr, "[edge] %zu more answers fell back to the edge; so far: %s\n",
-                 total - reported, fallback_summary(fallbacks).c_str());
+                 total - reported, fallbacks.summary().c_str());
   }
   reported = total;
 }
@@ -291,7 +295,7 @@ void run_edge(const EdgeCommandOptions& o) {
   answers.reserve(order.size());
   auto sink = [&](const edge::Answer& a) {
     answers.push_back(a);
-    if (a.route == edge::AnswerRoute::fallback) fallback_counts.add(a.fallback_reason);
+    if (a.route == edge::AnswerRoute::fallback) fallback_counts.add(a);
     if (!log && !from_stdin) return;
     json line = edge::answer_to_json(a);
     if (from_stdin) {
@@ -449,7 +453,7 @@ void run_edge(const EdgeCommandOptions& o) {
   const size_t fed = from_stdin ? order.size() : edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
     if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
-      report_fallbacks(fallback_counts.snapshot(), fallbacks_reported, false);
+      report_fallbacks(fallback_counts, fallbacks_reported, false);
       edge::RuntimeStats s = runtime.stats();
       char bw[32];
       std::snprintf(bw, sizeof bw, "%.2f Mbit/s", s.network.uplink_bps / 1e6);
@@ -474,8 +478,8 @@ void run_edge(const EdgeCommandOptions& o) {
     std::fprintf(stderr, "[edge] stopped by a signal after %zu of %zu samples\n", fed, order.size());
   }
 
-  const std::map<std::string, size_t> fallbacks = fallback_counts.snapshot();
-  report_fallbacks(fallbacks, fallbacks_reported, true);
+  const std::map<std::string, size_t> fallbacks = fallback_counts.counts();
+  report_fallbacks(fallback_counts, fallbacks_reported, true);
   const edge::StreamSummary summary = edge::summarize_answers(answers, o.l_app_ms, stats.bytes_up);
   Table table({"route", "samples", "accuracy"});
   const char* names[edge::kAnswerRoutes] = {"edge", "cloud", "fallback", "budget"};
@@ -523,12 +527,12 @@ void run_edge(const EdgeCommandOptions& o) {
   }
   if (o.require_cloud) {
     size_t unusable = 0;
-    for (const char* reason : {"unreachable", "refused", "error"}) {
+    for (const char* reason : {"unreachable", "refused", "rejected", "error"}) {
       unusable += fallbacks.count(reason) ? fallbacks.at(reason) : 0;
     }
     if (unusable > 0) {
       throw Error(std::to_string(unusable) + " answers fell back to the edge because the cloud " +
-                  "could not be used (" + fallback_summary(fallbacks) + "; --require-cloud)");
+                  "could not be used (" + fallback_counts.summary() + "; --require-cloud)");
     }
   }
 }

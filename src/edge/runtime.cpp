@@ -140,6 +140,7 @@ json answer_to_json(const Answer& a) {
             {"correct", a.correct},
             {"model_version", a.model_version}};
   if (a.route == AnswerRoute::fallback) j["fallback_reason"] = a.fallback_reason;
+  if (!a.fallback_detail.empty()) j["fallback_detail"] = a.fallback_detail;
   if (a.probe) j["probe"] = true;
   if (a.audit) j["audit"] = true;
   return j;
@@ -626,7 +627,7 @@ struct EdgeRuntime::Impl {
     cloud::ImageInference result;
     bool ok = false;
     bool timed_out = false;
-    std::string failure;
+    std::string failure, detail;
     try {
       result = client.infer_images_u8(p.pixels.data(), 1, p.shape);
       ok = result.count == 1 && !result.class_name.empty();
@@ -637,7 +638,9 @@ struct EdgeRuntime::Impl {
                     0.9 * worker_client.read_timeout_s * 1000.0;
         failure = timed_out ? "timeout" : "unreachable";
       } else {
-        failure = e.refused() ? "refused" : "error";
+        failure = e.refused() ? "refused" : "rejected";
+        detail = "HTTP " + std::to_string(e.status()) +
+                 (e.server_message().empty() ? "" : ": " + e.server_message());
       }
     } catch (const Error&) {
       failure = "error";
@@ -690,6 +693,7 @@ struct EdgeRuntime::Impl {
         ++call_stats.late_cloud_answers;
       }
     } else {
+      answer.fallback_detail = std::move(detail);
       answer_once(p, std::move(answer), AnswerRoute::fallback, failure);
     }
   }

@@ -157,7 +157,11 @@ struct Answer {
   std::string prediction;  // class name
   int prediction_index = -1;  // index in the edge's pool (-1: the cloud named another class)
   AnswerRoute route = AnswerRoute::edge;
-  std::string fallback_reason;  // timeout, unreachable, refused (token), error, busy, down (fallback only)
+  // Why a cloud-bound sample was answered by the edge (fallback only): timeout, unreachable,
+  // refused (the token), rejected (the cloud answered an HTTP error), error (an answer that
+  // could not be read), busy, down.
+  std::string fallback_reason;
+  std::string fallback_detail;  // refused/rejected: "HTTP 413: <the server's message>"
   bool probe = false;           // an edge answer whose sample also went to the cloud
   bool audit = false;           // ... as an audit (probe is then false)
   float score = 0.0f;           // the routing score (the margin by default)

@@ -186,7 +186,8 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
   auto [status, log] = run({"--server", server, "--token", "wrong"}, "token");
   EXPECT_EQ(status, 0) << log;
   EXPECT_NE(log.find("refuses the token (HTTP 401)"), std::string::npos) << log;
-  EXPECT_NE(log.find("30 answers fell back to the edge (refused 30)"), std::string::npos) << log;
+  EXPECT_NE(log.find("30 answers fell back to the edge (refused 30 (HTTP 401"), std::string::npos)
+      << log;
   EXPECT_EQ(read_json_file(live.dir / "token.json").at("fallback_reasons").at("refused"), 30);
   // --require-cloud: the same is an error.
   std::tie(status, log) = run({"--server", server, "--token", "wrong", "--require-cloud"}, "token-required");
@@ -196,6 +197,26 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
   std::tie(status, log) = run({"--server", "http://127.0.0.1:9", "--require-cloud"}, "unreachable");
   EXPECT_EQ(status, 1) << log;
   EXPECT_NE(log.find("is unreachable"), std::string::npos) << log;
+  // A cloud that rejects every request (each is larger than its --max-request-mb): the
+  // status and the server's reason are said, and --require-cloud makes it fatal.
+  edge::ChildProcess strict(EDGEFM_BIN,
+                            {"serve", "--fm", testing::small_models().fm, "--port", "0",
+                             "--port-file", (live.dir / "strict.port").string(),
+                             "--max-request-mb", "0.0001"},
+                            (live.dir / "strict.log").string());
+  const std::string strict_server =
+      "http://127.0.0.1:" + std::to_string(wait_for_port(strict, live.dir / "strict.port"));
+  std::tie(status, log) = run({"--server", strict_server}, "rejected");
+  EXPECT_EQ(status, 0) << log;
+  // After 3 failures in a row the breaker answers the next ones at once ("down").
+  EXPECT_NE(log.find("30 answers fell back to the edge (down "), std::string::npos) << log;
+  EXPECT_NE(log.find("(HTTP 413: request body of"), std::string::npos) << log;
+  const json reasons = read_json_file(live.dir / "rejected.json").at("fallback_reasons");
+  EXPECT_GE(reasons.at("rejected").get<int>(), 3);
+  EXPECT_EQ(reasons.at("rejected").get<int>() + reasons.at("down").get<int>(), 30);
+  std::tie(status, log) = run({"--server", strict_server, "--require-cloud"}, "rejected-required");
+  EXPECT_EQ(status, 1) << log;
+  EXPECT_NE(log.find("HTTP 413"), std::string::npos) << log;
   // Not a URL: a usage error.
   std::tie(status, log) = run({"--server", "notaurl"}, "not-a-url");
   EXPECT_EQ(status, 2) << log;

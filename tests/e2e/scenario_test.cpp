@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "common/json_io.h"
+#include "edge/process.h"
 #include "support/fixtures.h"
 
 namespace edgefm {
@@ -91,6 +94,41 @@ TEST(Scenario, OneCustomizationRoundOnAShortStream) {
   EXPECT_GE(versions.size(), 2u) << "no answer came from the customized model";
   EXPECT_TRUE(fs::exists(out / "results.md"));
   EXPECT_TRUE(fs::exists(out / "timeline.csv"));
+  fs::remove_all(out);
+  fs::remove(out.string() + ".log");
+}
+
+TEST(Scenario, AStoppedScenarioKeepsTheSplitsThatFinished) {
+  const auto& models = testing::small_models();
+  const fs::path out =
+      fs::temp_directory_path() / ("edgefm-e2e-scenario-stopped-" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  fs::create_directories(out);
+  // Two splits, detection only (no jobs after the first model), short streams.
+  edge::ChildProcess scenario(
+      EDGEFM_BIN,
+      {"scenario", "--fm", models.fm, "--out-dir", out.string(), "--trace-dir", EDGEFM_TRACE_DIR,
+       "--split", "default", "--split", "even", "--full-loop-splits", "0", "--history", "300",
+       "--samples", "400", "--shift-at", "200", "--detection-samples", "100", "--rate", "100",
+       "--job-epochs", "2", "--device-budget-ms", "1000", "--no-study"},
+      out.string() + ".log");
+  // Once the second split has started, SIGTERM.
+  auto second_started = [&] {
+    return scenario.log_tail(1 << 20).find("[scenario] even:") != std::string::npos;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(400);
+  while (!second_started() && scenario.running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(second_started()) << scenario.log_tail();
+  const int status = scenario.stop(std::chrono::seconds(120));
+  EXPECT_EQ(status, 1) << scenario.log_tail();
+  EXPECT_NE(scenario.log_tail().find("after 1 of 2 splits"), std::string::npos)
+      << scenario.log_tail();
+  const json results = read_json_file(out / "results.json");
+  EXPECT_TRUE(results.at("interrupted").get<bool>());
+  ASSERT_EQ(results.at("splits").size(), 1u);
+  EXPECT_TRUE(fs::exists(out / "results.md"));
   fs::remove_all(out);
   fs::remove(out.string() + ".log");
 }
