@@ -111,7 +111,10 @@ EdgeModel edge_model_from_student(models::Student student, bool require_calibrat
 }
 
 EdgeModel load_edge_model(const std::string& student_path, bool require_calibration) {
-  return edge_model_from_student(models::load_student(student_path), require_calibration);
+  EdgeModel model = edge_model_from_student(models::load_student(student_path), require_calibration);
+  const std::string unsound = models::unsound_reason(*model.encoder, model.pool.dim());
+  if (!unsound.empty()) throw Error(student_path + " is unsound and must not serve: " + unsound);
+  return model;
 }
 
 RuntimeOptions runtime_default_options() { return RuntimeOptions{}; }

@@ -75,7 +75,8 @@ struct EdgeModel {
 // "calibration" (required unless `require_calibration` is false), "t_edge_ms", "version".
 // Throws Error naming what is missing or malformed.
 EdgeModel edge_model_from_student(models::Student student, bool require_calibration = true);
-// models::load_student + edge_model_from_student.
+// models::load_student + edge_model_from_student, refusing a model that must not serve
+// (models::unsound_reason: non-finite weights or outputs) as the updater refuses an artifact.
 EdgeModel load_edge_model(const std::string& student_path, bool require_calibration = true);
 
 // What the small model made of one sample, for the uploader (edge/loop.h). Valid only during
