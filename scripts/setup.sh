@@ -13,6 +13,7 @@ packages=(
   libsndfile1-dev libsamplerate0-dev libfftw3-dev  # audio decoding, resampling, log-mel
   espeak-ng sox                        # the synthesized keywords data set
   libgtest-dev libgmock-dev libbenchmark-dev
+  libyaml-cpp-dev                      # the deployment manifests' test (deploy/)
   clang-14 libclang-rt-14-dev          # the sanitizer build and libFuzzer (scripts/sanitize.sh)
   dataset-fashion-mnist gnuplot-nox
 )
