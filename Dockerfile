@@ -14,7 +14,7 @@ RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       build-essential cmake ninja-build pkg-config \
       libtorch-dev libopenblas0 \
-      libcpp-httplib-dev nlohmann-json3-dev libcli11-dev \
+      libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev \
       libsqlite3-dev zlib1g-dev libssl-dev prometheus-cpp-dev libeigen3-dev \
       libpng-dev libjpeg62-turbo-dev \
       libsndfile1-dev libsamplerate0-dev libfftw3-dev \

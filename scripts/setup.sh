@@ -15,6 +15,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev                      # the deployment manifests' test (deploy/)
   clang-14 libclang-rt-14-dev          # the sanitizer build and libFuzzer (scripts/sanitize.sh)
+  libtomlplusplus-dev                  # --config files (TOML)
   dataset-fashion-mnist gnuplot-nox
 )
 

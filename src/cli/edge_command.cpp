@@ -12,10 +12,13 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <thread>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "cli/options.h"
 #include "cloud/client.h"
 #include "common/error.h"
@@ -30,6 +33,7 @@
 #include "data/split.h"
 #include "edge/classes.h"
 #include "edge/drift.h"
+#include "edge/endpoint.h"
 #include "edge/loop.h"
 #include "edge/runtime.h"
 #include "edge/stream.h"
@@ -96,6 +100,22 @@ void report_fallbacks(const FallbackCounts& fallbacks, size_t& reported, bool fi
   reported = total;
 }
 
+// HOST:PORT with a port in 0..65535 (0: any free port).
+CLI::Validator host_port() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        const size_t colon = value.rfind(':');
+        const std::string port = colon == std::string::npos ? "" : value.substr(colon + 1);
+        const bool digits = !port.empty() && port.size() <= 5 &&
+                            std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (colon == 0 || colon == std::string::npos || !digits || std::stoi(port) > 65535) {
+          return "expected HOST:PORT such as 127.0.0.1:8080 (port 0: any free one), got '" + value + "'";
+        }
+        return "";
+      },
+      "HOST:PORT");
+}
+
 CLI::Validator http_url() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
@@ -120,6 +140,8 @@ struct EdgeCommandOptions {
   std::string data_path;
   std::string images, labels;
   std::string input;  // unlabelled: a folder of sample files, or "-" for paths on stdin
+  std::string listen;     // HOST:PORT: serve applications' samples over OIP instead of a stream
+  std::string port_file;  // --listen: the bound port is written here
   std::string split_path;
   std::string log_path;
   std::string json_path;
@@ -218,6 +240,33 @@ int numeric_version(const std::string& version) {
 // JSON lines, written from several threads; appended to, so a restart keeps earlier events.
 using EventLog = JsonLinesLog;
 
+// --listen: serves the applications' requests through the runtime until SIGINT/SIGTERM,
+// calling `tick` every second (class reloads, status lines).
+void serve_applications(const EdgeCommandOptions& o, edge::EdgeRuntime& runtime,
+                        std::atomic<edge::EdgeEndpoint*>& endpoint_slot,
+                        const std::function<void()>& tick) {
+  edge::EndpointOptions e;
+  const size_t colon = o.listen.rfind(':');
+  e.host = o.listen.substr(0, colon);
+  e.port = std::stoi(o.listen.substr(colon + 1));
+  edge::EdgeEndpoint endpoint(runtime, e);
+  endpoint_slot = &endpoint;
+  if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(endpoint.port()) + "\n");
+  std::fprintf(stderr, "[edge] listening on %s: POST /v2/models/%s/infer, /v2/health/*, /metrics "
+               "(stop with Ctrl-C)\n", endpoint.url().c_str(), e.model_name.c_str());
+  std::fflush(stderr);
+  while (!StopSignals::flag().load()) {
+    for (int i = 0; i < 10 && !StopSignals::flag().load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    tick();
+  }
+  endpoint.stop();  // answers the requests in flight
+  runtime.drain();
+  endpoint_slot = nullptr;
+  std::fprintf(stderr, "[edge] stopped listening\n");
+}
+
 void run_edge(const EdgeCommandOptions& o) {
   if (o.quiet) Progress::set_quiet(true);
   edge::RuntimeOptions options = edge::runtime_default_options();
@@ -245,12 +294,13 @@ void run_edge(const EdgeCommandOptions& o) {
   const std::string model_version = model.version;
   const data::SampleSpec spec = model.encoder->spec();
   // From standard input the stream is live: answers go to stdout as JSON lines, the summary
-  // to stderr.
+  // to stderr. With --listen the samples are the applications' requests.
   const bool from_stdin = o.input == "-";
+  const bool listening = !o.listen.empty();
   std::FILE* report = from_stdin ? stderr : stdout;
   data::Dataset dataset;
   std::vector<size_t> order;
-  if (!from_stdin) {
+  if (!from_stdin && !listening) {
     dataset = load_stream_dataset(o, spec);
     data::check_same_spec(spec, "the student", dataset.spec, "the stream");
     for (const auto& bad : dataset.skipped) std::fprintf(stderr, "[edge] skipped %s\n", bad.c_str());
@@ -291,10 +341,15 @@ void run_edge(const EdgeCommandOptions& o) {
   // Appended to like the events log: a restarted edge keeps the answers of earlier runs.
   std::unique_ptr<JsonLinesLog> log;
   if (!o.log_path.empty()) log = std::make_unique<JsonLinesLog>(o.log_path);
-  std::vector<edge::Answer> answers;
+  std::vector<edge::Answer> answers;  // a replay's, for its summary (not kept when listening)
   answers.reserve(order.size());
+  std::atomic<edge::EdgeEndpoint*> endpoint{nullptr};
   auto sink = [&](const edge::Answer& a) {
-    answers.push_back(a);
+    if (edge::EdgeEndpoint* e = endpoint.load()) {
+      e->on_answer(a);
+    } else {
+      answers.push_back(a);
+    }
     if (a.route == edge::AnswerRoute::fallback) fallback_counts.add(a);
     if (!log && !from_stdin) return;
     json line = edge::answer_to_json(a);
@@ -431,13 +486,19 @@ void run_edge(const EdgeCommandOptions& o) {
                  "%s, samples: %s\n",
                  model_version.c_str(), o.policy.c_str(), o.l_app_ms, o.server.c_str(),
                  runtime.cloud_timeout_ms(), threshold_json(s.threshold).dump().c_str(),
-                 from_stdin ? "sample files named on standard input"
-                            : (std::to_string(order.size()) + " samples at " +
-                               std::to_string(o.rate) + "/s").c_str(),
+                 listening    ? "applications' requests"
+                 : from_stdin ? "sample files named on standard input"
+                              : (std::to_string(order.size()) + " samples at " +
+                                 std::to_string(o.rate) + "/s").c_str(),
                  spec.describe().c_str());
     std::fflush(stderr);
   }
-  if (from_stdin) {
+  if (listening) {
+    serve_applications(o, runtime, endpoint, [&] {
+      reload_classes();
+      report_fallbacks(fallback_counts, fallbacks_reported, false);
+    });
+  } else if (from_stdin) {
     const size_t fed = edge::feed_paths(
         runtime, std::cin, spec, &StopSignals::flag(),
         [&](uint64_t id, const std::string& path) {
@@ -450,7 +511,7 @@ void run_edge(const EdgeCommandOptions& o) {
     if (fed == 0) throw Error("edge: no sample file could be read from standard input");
   }
   Progress progress("edge " + o.policy, static_cast<int64_t>(order.size()), "samples");
-  const size_t fed = from_stdin ? order.size() : edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
+  const size_t fed = from_stdin || listening ? order.size() : edge::replay(runtime, dataset, order, o.rate, &StopSignals::flag(), [&](size_t done) {
     if (done % 20 == 0) reload_classes();
     if (done % 50 == 0) {
       report_fallbacks(fallback_counts, fallbacks_reported, false);
@@ -480,7 +541,16 @@ void run_edge(const EdgeCommandOptions& o) {
 
   const std::map<std::string, size_t> fallbacks = fallback_counts.counts();
   report_fallbacks(fallback_counts, fallbacks_reported, true);
-  const edge::StreamSummary summary = edge::summarize_answers(answers, o.l_app_ms, stats.bytes_up);
+  if (listening) {
+    std::fprintf(stderr, "[edge] answered %lld requests' samples: edge %lld, cloud %lld, fallback %lld, "
+                 "budget %lld\n", static_cast<long long>(stats.answered),
+                 static_cast<long long>(stats.edge), static_cast<long long>(stats.cloud),
+                 static_cast<long long>(stats.fallback), static_cast<long long>(stats.budget));
+  }
+  // A replay is summarized from its answers; a listening edge keeps none (it may run for
+  // months), so its report is the runtime's counts.
+  edge::StreamSummary summary;
+  if (!listening) summary = edge::summarize_answers(answers, o.l_app_ms, stats.bytes_up);
   Table table({"route", "samples", "accuracy"});
   const char* names[edge::kAnswerRoutes] = {"edge", "cloud", "fallback", "budget"};
   const size_t counts[edge::kAnswerRoutes] = {summary.edge, summary.cloud, summary.fallback,
@@ -491,20 +561,29 @@ void run_edge(const EdgeCommandOptions& o) {
   }
   table.add_row({"all", std::to_string(summary.samples),
                  summary.with_truth ? fmt_percent(summary.accuracy) : "- (no labels)"});
-  table.print(from_stdin ? std::cerr : std::cout);
-  std::fprintf(report, "latency ms: mean %.2f  p50 %.2f  p95 %.2f  p99 %.2f  max %.2f\n",
-              summary.latency.mean_ms, summary.latency.p50_ms, summary.latency.p95_ms,
-              summary.latency.p99_ms, summary.latency.max_ms);
-  std::fprintf(report, "slo violations (> %.1f ms): %s   offload: %s   bytes up: %lld   threshold searches: "
-              "%lld   final estimate: rtt %.1f ms, uplink %.3f Mbit/s\n",
-              o.l_app_ms, fmt_percent(summary.slo_violation_rate).c_str(),
-              fmt_percent(summary.offload_ratio).c_str(), static_cast<long long>(stats.bytes_up),
-              static_cast<long long>(stats.threshold_searches), stats.network.rtt_ms,
-              stats.network.uplink_bps / 1e6);
+  if (!listening) {  // a replay's summary
+    table.print(from_stdin ? std::cerr : std::cout);
+    std::fprintf(report, "latency ms: mean %.2f  p50 %.2f  p95 %.2f  p99 %.2f  max %.2f\n",
+                summary.latency.mean_ms, summary.latency.p50_ms, summary.latency.p95_ms,
+                summary.latency.p99_ms, summary.latency.max_ms);
+    std::fprintf(report, "slo violations (> %.1f ms): %s   offload: %s   bytes up: %lld   threshold searches: "
+                "%lld   final estimate: rtt %.1f ms, uplink %.3f Mbit/s\n",
+                o.l_app_ms, fmt_percent(summary.slo_violation_rate).c_str(),
+                fmt_percent(summary.offload_ratio).c_str(), static_cast<long long>(stats.bytes_up),
+                static_cast<long long>(stats.threshold_searches), stats.network.rtt_ms,
+                stats.network.uplink_bps / 1e6);
+  }
   std::fflush(stdout);
 
   if (!o.json_path.empty()) {
-    json result = summary.to_json();
+    json result = listening ? json{{"samples", stats.answered},
+                                   {"counts", {{"edge", stats.edge},
+                                               {"cloud", stats.cloud},
+                                               {"fallback", stats.fallback},
+                                               {"budget", stats.budget}}},
+                                   {"bytes_up", stats.bytes_up},
+                                   {"listen", o.listen}}
+                            : summary.to_json();
     json threshold_events = json::array();
     for (const auto& e : runtime.threshold_events()) threshold_events.push_back(e.to_json());
     result["policy"] = o.policy;
@@ -601,6 +680,16 @@ void add_edge_command(CLI::App& app) {
                       "as the student's spec says; replayed at --rate in path order), or '-' "
                       "for a live stream of file paths on standard input, one a line (answers "
                       "go to stdout as JSON lines, the summary to stderr)");
+  CLI::Option* listen =
+      command->add_option("--listen", options->listen,
+                          "serve applications on this device instead of replaying a stream: the "
+                          "Open Inference Protocol at HOST:PORT (model 'edge'), each sample "
+                          "answered by the student or the cloud as in a replay, until Ctrl-C or "
+                          "SIGTERM; docs/edge.md")
+          ->check(host_port());
+  command->add_option("--port-file", options->port_file,
+                      "with --listen: write the bound port here (useful with port 0)")
+      ->needs(listen);
   command->add_option("--split", options->split_path,
                       "split/schedule JSON (configs/split-*.json): stream order 'shuffled' or "
                       "'shift' (seen classes first); default: shuffled, seed 7")
@@ -779,6 +868,11 @@ void add_edge_command(CLI::App& app) {
       ->check(non_negative_number())
       ->group(loop_group);
   command->add_flag("--quiet", options->quiet, "no progress lines");
+  // A listening edge has no stream of its own.
+  for (const char* stream : {"--input", "--images", "--labels", "--data", "--samples", "--split"}) {
+    listen->excludes(stream);
+  }
+  add_config_option(*command);
   command->callback([options] { run_edge(*options); });
 }
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "cli/usage.h"
 #include "common/error.h"
 #include "common/provenance.h"
@@ -47,14 +48,16 @@ int run_program(const std::vector<std::string>& args) {
       "Run `edgefm <command> --help` for the options of each command.",
       "edgefm"};
   add_commands(app);
+  std::vector<std::string> expanded = args;
   try {
+    expanded = expand_config(app, args);  // --config FILE: its options before the given ones
     // CLI11 takes the arguments last first.
-    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    std::vector<std::string> reversed(expanded.rbegin(), expanded.rend());
     app.parse(reversed);
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "%s\n", describe_parse_error(app, args, e).c_str());
+    std::fprintf(stderr, "%s\n", describe_parse_error(app, expanded, e).c_str());
     return kUsageExitCode;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "edgefm: %s\n", without_trace(e.what()).c_str());

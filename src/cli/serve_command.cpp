@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "cli/options.h"
 #include "cloud/customization.h"
 #include "cloud/server.h"
@@ -202,6 +203,7 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--json", options->json_path,
                       "on exit, write batching totals (image_requests, images, batches, "
                       "mean_batch_rows, mean_queue_us, ...) to this JSON file");
+  add_config_option(*command);
   command->callback([options] { run_serve(*options); });
 }
 

@@ -1,5 +1,6 @@
 #include "cloud/oip.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -621,6 +622,86 @@ size_t parse_header_content_length(const std::string& value) {
     fail(kHeaderContentLength, "a non-negative integer", "'" + value + "'");
   }
   return static_cast<size_t>(std::stoull(value));
+}
+
+std::vector<RequestedOutput> resolve_outputs(const InferRequest& request, const std::string& model,
+                                             const std::vector<std::string>& known,
+                                             const std::vector<std::string>& defaults) {
+  if (request.outputs.empty()) {
+    std::vector<RequestedOutput> all;
+    for (const auto& name : defaults) all.push_back({name, request.binary_data_output});
+    return all;
+  }
+  for (const auto& o : request.outputs) {
+    if (std::find(known.begin(), known.end(), o.name) == known.end()) {
+      throw ProtocolError("model '" + model + "' has no output '" + o.name + "'; it has " +
+                          join_names(known));
+    }
+  }
+  return request.outputs;
+}
+
+void add_outputs(InferResponse& response, const std::vector<RequestedOutput>& wanted,
+                 std::vector<Tensor>& available) {
+  for (const auto& w : wanted) {
+    for (auto& t : available) {
+      if (t.name != w.name) continue;
+      t.binary = w.binary;
+      response.outputs.push_back(std::move(t));
+      break;
+    }
+  }
+}
+
+int64_t check_images_input(const InferRequest& request, const std::string& model, int64_t channels,
+                           int64_t height, int64_t width) {
+  std::vector<std::string> names;
+  for (const auto& t : request.inputs) names.push_back(t.name);
+  const Tensor* images = request.input("images");
+  if (images == nullptr || request.inputs.size() != 1) {
+    throw ProtocolError("model '" + model + "': expected one input 'images', got " +
+                        join_names(names));
+  }
+  const auto& s = images->shape;
+  const bool rank4 = s.size() == 4 && s[1] == channels && s[2] == height && s[3] == width;
+  const bool rank3 = channels == 1 && s.size() == 3 && s[1] == height && s[2] == width;
+  if (!(rank4 || rank3) || s[0] < 1) {
+    std::string expected = "[N," + std::to_string(channels) + "," + std::to_string(height) + "," +
+                           std::to_string(width) + "]";
+    if (channels == 1) {
+      expected += " or [N," + std::to_string(height) + "," + std::to_string(width) + "]";
+    }
+    throw ProtocolError("input 'images': expected shape " + expected + " with N >= 1, got " +
+                        shape_string(s));
+  }
+  if (images->datatype != DataType::uint8 && images->datatype != DataType::fp32) {
+    throw ProtocolError(std::string("input 'images': expected datatype FP32 or UINT8, got ") +
+                        datatype_name(images->datatype));
+  }
+  return s[0];
+}
+
+std::vector<float> unit_floats(const Tensor& images) {
+  if (images.datatype == DataType::uint8) {
+    const auto& bytes = images.uint8s();
+    std::vector<float> values(bytes.size());
+    for (size_t i = 0; i < bytes.size(); ++i) values[i] = static_cast<float>(bytes[i]) / 255.0f;
+    return values;
+  }
+  std::vector<float> values = images.floats();
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!(values[i] >= 0.0f && values[i] <= 1.0f)) {
+      throw ProtocolError("input '" + images.name + "' element " + std::to_string(i) +
+                          ": expected a value in [0, 1], got " + std::to_string(values[i]));
+    }
+  }
+  return values;
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", '" : "'") + names[i] + "'";
+  return out.empty() ? "none" : out;
 }
 
 std::string error_body(const std::string& message) {

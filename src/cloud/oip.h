@@ -122,6 +122,26 @@ InferResponse decode_response(std::string_view body, std::optional<size_t> json_
 // non-negative integer).
 size_t parse_header_content_length(const std::string& value);
 
+// What a model answers a request, for the servers of both sides:
+// The outputs to send: those the request names (each must be one of `known`, else
+// ProtocolError naming them), or `defaults` when it names none.
+std::vector<RequestedOutput> resolve_outputs(const InferRequest& request, const std::string& model,
+                                             const std::vector<std::string>& known,
+                                             const std::vector<std::string>& defaults);
+// Moves the `wanted` tensors of `available` into response.outputs, in the wanted order, each
+// travelling as the request asked.
+void add_outputs(InferResponse& response, const std::vector<RequestedOutput>& wanted,
+                 std::vector<Tensor>& available);
+// The request's only input must be `images`, UINT8 or FP32, shaped [N,C,H,W] (or [N,H,W]
+// when C is 1) with N >= 1; returns N. Throws ProtocolError saying what was expected.
+int64_t check_images_input(const InferRequest& request, const std::string& model, int64_t channels,
+                           int64_t height, int64_t width);
+// The elements of an `images` tensor as values in [0, 1]: UINT8 divided by 255, FP32 as they
+// are (ProtocolError naming the first element outside [0, 1]).
+std::vector<float> unit_floats(const Tensor& images);
+// "'a', 'b'" ("none" for no names).
+std::string join_names(const std::vector<std::string>& names);
+
 // The error body of the protocol: {"error": "<message>"}.
 std::string error_body(const std::string& message);
 

@@ -53,12 +53,6 @@ bool same_token(const std::string& a, const std::string& b) {
   return diff == 0 && !b.empty();
 }
 
-std::string join_names(const std::vector<std::string>& names) {
-  std::string out;
-  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", '" : "'") + names[i] + "'";
-  return out.empty() ? "none" : out;
-}
-
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -306,75 +300,10 @@ struct CloudServer::Impl {
 
   // The outputs to produce: those requested (checked against `known`), else `defaults`,
   // each with its binary flag.
-  static std::vector<RequestedOutput> resolve_outputs(const InferRequest& request,
-                                                      const std::string& model,
-                                                      const std::vector<std::string>& known,
-                                                      const std::vector<std::string>& defaults) {
-    if (request.outputs.empty()) {
-      std::vector<RequestedOutput> all;
-      for (const auto& name : defaults) all.push_back({name, request.binary_data_output});
-      return all;
-    }
-    for (const auto& o : request.outputs) {
-      if (std::find(known.begin(), known.end(), o.name) == known.end()) {
-        throw HttpFailure{400, "model '" + model + "' has no output '" + o.name + "'; it has " +
-                                   join_names(known)};
-      }
-    }
-    return request.outputs;
-  }
-
-  static void add_outputs(InferResponse& response, const std::vector<RequestedOutput>& wanted,
-                          std::vector<Tensor>& available) {
-    for (const auto& w : wanted) {
-      for (auto& t : available) {
-        if (t.name != w.name) continue;
-        t.binary = w.binary;
-        response.outputs.push_back(std::move(t));
-        break;
-      }
-    }
-  }
-
   std::vector<float> image_rows(const InferRequest& request) const {
-    const std::string& model = options.image_model;
-    std::vector<std::string> names;
-    for (const auto& t : request.inputs) names.push_back(t.name);
-    const Tensor* images = request.input("images");
-    if (images == nullptr || request.inputs.size() != 1) {
-      throw HttpFailure{400, "model '" + model + "': expected one input 'images', got " +
-                                 join_names(names)};
-    }
     const auto shape = fm.image->input_shape();
-    const std::vector<int64_t> chw = {shape.channels, shape.height, shape.width};
-    const auto& s = images->shape;
-    bool rank4 = s.size() == 4 && s[1] == chw[0] && s[2] == chw[1] && s[3] == chw[2];
-    bool rank3 = shape.channels == 1 && s.size() == 3 && s[1] == chw[1] && s[2] == chw[2];
-    if (!(rank4 || rank3) || s[0] < 1) {
-      std::string expected = "[N," + std::to_string(chw[0]) + "," + std::to_string(chw[1]) + "," +
-                             std::to_string(chw[2]) + "]";
-      if (shape.channels == 1) {
-        expected += " or [N," + std::to_string(chw[1]) + "," + std::to_string(chw[2]) + "]";
-      }
-      throw HttpFailure{400, "input 'images': expected shape " + expected + " with N >= 1, got " +
-                                 shape_string(s)};
-    }
-    if (images->datatype == DataType::uint8) {
-      const auto& bytes = images->uint8s();
-      return data::to_unit_floats(bytes.data(), bytes.size());
-    }
-    if (images->datatype != DataType::fp32) {
-      throw HttpFailure{400, std::string("input 'images': expected datatype FP32 or UINT8, got ") +
-                                 datatype_name(images->datatype)};
-    }
-    std::vector<float> rows = images->floats();
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (!(rows[i] >= 0.0f && rows[i] <= 1.0f)) {
-        throw HttpFailure{400, "input 'images' element " + std::to_string(i) +
-                                   ": expected a value in [0, 1], got " + std::to_string(rows[i])};
-      }
-    }
-    return rows;
+    check_images_input(request, options.image_model, shape.channels, shape.height, shape.width);
+    return unit_floats(*request.input("images"));
   }
 
   InferResponse infer_images(const InferRequest& request) {

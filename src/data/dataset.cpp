@@ -122,6 +122,12 @@ std::vector<uint8_t> load_sample_file(const fs::path& path, const SampleSpec& sp
   return preprocess_image(read_image_file(path), spec);
 }
 
+std::vector<uint8_t> decode_sample(const uint8_t* bytes, size_t size, const SampleSpec& spec,
+                                   const std::string& name) {
+  if (spec.modality == Modality::audio) return preprocess_audio(decode_audio(bytes, size, name), spec);
+  return preprocess_image(decode_image(bytes, size, name), spec);
+}
+
 namespace {
 
 // Decodes `files` in parallel into `out` (samples, files, labels kept in the given order);

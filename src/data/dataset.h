@@ -68,6 +68,10 @@ Dataset load_dataset(const DatasetDescription& description, Part part, size_t li
 
 // One file (PNG, JPEG, WAV, ...) to its sample tensor under `spec`; throws Error naming it.
 std::vector<uint8_t> load_sample_file(const std::filesystem::path& path, const SampleSpec& spec);
+// The same for an encoded file held in memory (an application's request); `name` is said in
+// errors.
+std::vector<uint8_t> decode_sample(const uint8_t* bytes, size_t size, const SampleSpec& spec,
+                                   const std::string& name);
 
 // Every file under `directory` (recursively, sorted by path) as unlabelled samples.
 Dataset load_unlabelled_folder(const std::filesystem::path& directory, const SampleSpec& spec,

@@ -13,6 +13,8 @@
 
 #include "cli/commands.h"
 #include "cli/usage.h"
+#include "common/json_io.h"
+#include "support/fixtures.h"
 
 namespace edgefm::cli {
 namespace {
@@ -124,6 +126,49 @@ TEST(Usage, CommonMistakesGetOneLineAndExitTwo) {
   }
   EXPECT_EQ(run_edgefm("--help").status, 0);
   EXPECT_EQ(run_edgefm("edge --help").status, 0);
+}
+
+// --config FILE: the file's keys are the options; the command line wins; a wrong key, value or
+// file is a usage error naming the file and line.
+TEST(Usage, ConfigFilesGiveOptionsAndTheCommandLineWins) {
+  const fs::path dir = fs::temp_directory_path() / ("edgefm-config-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const std::string student = edgefm::testing::small_models().student;
+  const std::string config = write("edge.toml", "policy = \"edge-only\"\nsamples = 20\nrate = 0\n"
+                                                "quiet = true\njson = \"" + (dir / "edge.json").string() +
+                                                "\"\n");
+  Outcome o = run_edgefm("edge --student " + student + " --config " + config);
+  ASSERT_EQ(o.status, 0) << o.message;
+  json result = read_json_file(dir / "edge.json");
+  EXPECT_EQ(result.at("policy"), "edge-only");
+  EXPECT_EQ(result.at("samples"), 20);
+  o = run_edgefm("edge --student " + student + " --config " + config + " --samples 10");
+  ASSERT_EQ(o.status, 0) << o.message;
+  EXPECT_EQ(read_json_file(dir / "edge.json").at("samples"), 10);
+
+  const struct {
+    std::string file, words;
+  } bad[] = {
+      {write("typo.toml", "rate = 0\nl-app = 3\n"),
+       "typo.toml:2: 'l-app' is not an option of `edgefm edge`; did you mean 'l-app-ms'?"},
+      {write("value.toml", "l-app-ms = -1\n"), "--l-app-ms"},
+      {write("flag.toml", "quiet = \"yes\"\n"), "'quiet' is a flag: expected true or false"},
+      {write("table.toml", "[edge]\nrate = 0\n"), "'edge' is not an option"},
+      {write("broken.toml", "rate = = 0\n"), "broken.toml:1:"},
+  };
+  for (const auto& b : bad) {
+    o = run_edgefm("edge --student " + student + " --config " + b.file);
+    EXPECT_EQ(o.status, kUsageExitCode) << b.file << ": " << o.message;
+    EXPECT_NE(o.message.find(b.words), std::string::npos) << o.message;
+    EXPECT_EQ(o.message.find('\n'), o.message.size() - 1) << o.message;
+  }
+  o = run_edgefm("edge --student " + student + " --config " + (dir / "missing.toml").string());
+  EXPECT_EQ(o.status, kUsageExitCode) << o.message;
+  fs::remove_all(dir);
 }
 
 }  // namespace
