@@ -186,6 +186,8 @@ CustomizationService::CustomizationService(CustomizationOptions options, JobRunn
     size_t count = 0;
     {
       std::lock_guard lock(store_mutex_);
+      sample_count_locked(name);
+      evict_locked(name);  // a quota lowered since the last run applies at once
       count = sample_count_locked(name);
     }
     if (registry_) {
@@ -321,9 +323,10 @@ size_t CustomizationService::evict_locked(const std::string& device) {
   const fs::path dir = device_dir(device) / "samples";
   size_t evicted = 0;
   while (order.size() > limit) {
+    // The sample first: it exists as long as its .u8 does.
     std::error_code ignored;
-    fs::remove(dir / (order.front() + ".json"), ignored);
     fs::remove(dir / (order.front() + ".u8"), ignored);
+    fs::remove(dir / (order.front() + ".json"), ignored);
     order.pop_front();
     ++evicted;
   }

@@ -834,6 +834,30 @@ TEST(CustomizationJobs, QuotaEvictsTheOldestSamplesAndMetricsCountThem) {
   EXPECT_NE(res->body.find("edgefm_customization_samples_evicted_total{device=\"cam\"} 2"), std::string::npos);
 }
 
+TEST(CustomizationJobs, ALoweredQuotaAppliesWhenTheServiceStarts) {
+  const fs::path root = fresh_dir("quota");
+  auto s = samples(4);
+  {
+    Harness h(fake_runner(), {}, customization_default_options(), root);
+    CustomizationClient client(h.client_options());
+    for (const auto& sample : s) {
+      client.upload_samples("cam", {sample}, {1, 28, 28});
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // distinct file times
+    }
+  }
+  CustomizationOptions options = customization_default_options();
+  options.max_samples_per_device = 2;
+  Harness h(fake_runner(), {}, options, root);
+  EXPECT_EQ(h.service->sample_count("cam"), 2u);
+  const auto dir = root / "cam" / "samples";
+  EXPECT_FALSE(fs::exists(dir / (sha256_hex(s[0]) + ".u8")));
+  EXPECT_FALSE(fs::exists(dir / (sha256_hex(s[1]) + ".u8")));
+  EXPECT_TRUE(fs::exists(dir / (sha256_hex(s[3]) + ".u8")));
+  EXPECT_NE(h.server->metrics_text().find("edgefm_customization_samples_evicted_total{device=\"cam\"} 2"),
+            std::string::npos);
+  fs::remove_all(root);
+}
+
 TEST(CustomizationJobs, MetricsShowJobsQueuedAndRunning) {
   Gate gate;
   Harness h(fake_runner(nullptr, &gate));
