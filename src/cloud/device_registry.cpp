@@ -225,15 +225,26 @@ void DeviceRegistry::reload_if_changed_locked() {
 std::optional<std::string> DeviceRegistry::authenticate(const std::string& token) {
   if (token.empty()) return std::nullopt;
   const std::string hash = sha256_hex(token);
-  std::lock_guard lock(mutex_);
-  reload_if_changed_locked();
-  // The map is keyed by digests of secrets: looking one up reveals nothing about a token.
-  auto it = device_of_hash_.find(hash);
-  if (it == device_of_hash_.end()) return std::nullopt;
-  status_[it->second].last_contact_unix = now_unix();
-  dirty_ = true;
-  std::string device = it->second;
-  maybe_flush_locked();
+  std::string device;
+  bool due = false;
+  {
+    std::lock_guard lock(mutex_);
+    reload_if_changed_locked();
+    // The map is keyed by digests of secrets: looking one up reveals nothing about a token.
+    auto it = device_of_hash_.find(hash);
+    if (it == device_of_hash_.end()) return std::nullopt;
+    device = it->second;
+    status_[device].last_contact_unix = now_unix();
+    dirty_ = true;
+    due = flush_due_locked();
+  }
+  if (due) {
+    try {
+      write_status();
+    } catch (const std::exception&) {
+      // A status note must never fail a request; the next one tries again.
+    }
+  }
   return device;
 }
 
@@ -261,57 +272,89 @@ std::vector<DeviceRecord> DeviceRegistry::devices() {
 }
 
 void DeviceRegistry::note_samples(const std::string& device, int64_t samples) {
-  std::lock_guard lock(mutex_);
-  status_[device].samples = samples;
-  dirty_ = true;
-  maybe_flush_locked();
+  bool due = false;
+  {
+    std::lock_guard lock(mutex_);
+    status_[device].samples = samples;
+    dirty_ = true;
+    due = flush_due_locked();
+  }
+  if (due) {
+    try {
+      write_status();
+    } catch (const std::exception&) {
+    }
+  }
 }
 
 void DeviceRegistry::note_model_version(const std::string& device, int version) {
-  std::lock_guard lock(mutex_);
-  status_[device].model_version = version;
-  dirty_ = true;
-  maybe_flush_locked();
+  bool due = false;
+  {
+    std::lock_guard lock(mutex_);
+    status_[device].model_version = version;
+    dirty_ = true;
+    due = flush_due_locked();
+  }
+  if (due) {
+    try {
+      write_status();
+    } catch (const std::exception&) {
+    }
+  }
 }
 
 void DeviceRegistry::flush() {
-  std::lock_guard lock(mutex_);
-  if (dirty_) flush_locked();
+  {
+    std::lock_guard lock(mutex_);
+    if (!dirty_) return;
+    last_flush_ = std::chrono::steady_clock::now();
+  }
+  write_status();
 }
 
-void DeviceRegistry::maybe_flush_locked() {
+bool DeviceRegistry::flush_due_locked() {
   const auto now = std::chrono::steady_clock::now();
-  if (!dirty_ || now - last_flush_ < std::chrono::seconds(1)) return;
-  try {
-    flush_locked();
-  } catch (const std::exception&) {
-    // A status note must never fail a request; the next note tries again.
-  }
+  if (!dirty_ || now - last_flush_ < std::chrono::seconds(1)) return false;
+  last_flush_ = now;
+  return true;
 }
 
 // Merges the noted status into the file as it is now (`edgefm devices` may have changed it).
-void DeviceRegistry::flush_locked() {
-  last_flush_ = std::chrono::steady_clock::now();
-  FileLock lock(file_);
-  auto records = parse_registry(file_);
-  bool changed = false;
-  for (auto& r : records) {
-    auto it = status_.find(r.name);
-    if (it == status_.end()) continue;
-    const Status& s = it->second;
-    if (s.samples >= 0 && s.samples != r.samples) r.samples = s.samples, changed = true;
-    if (s.model_version >= 0 && s.model_version != r.model_version) {
-      r.model_version = s.model_version;
-      changed = true;
-    }
-    if (s.last_contact_unix > r.last_contact_unix) {
-      r.last_contact_unix = s.last_contact_unix;
-      changed = true;
-    }
+void DeviceRegistry::write_status() {
+  std::lock_guard writing(write_mutex_);
+  std::map<std::string, Status> status;
+  {
+    std::lock_guard lock(mutex_);
+    status = status_;
+    dirty_ = false;
   }
-  if (changed) write_registry(file_, records);
-  dirty_ = false;
-  stamp_.clear();  // re-read on next use: the file may hold others' changes too
+  try {
+    FileLock lock(file_);
+    auto records = parse_registry(file_);
+    bool changed = false;
+    for (auto& r : records) {
+      auto it = status.find(r.name);
+      if (it == status.end()) continue;
+      const Status& s = it->second;
+      if (s.samples >= 0 && s.samples != r.samples) {
+        r.samples = s.samples;
+        changed = true;
+      }
+      if (s.model_version >= 0 && s.model_version != r.model_version) {
+        r.model_version = s.model_version;
+        changed = true;
+      }
+      if (s.last_contact_unix > r.last_contact_unix) {
+        r.last_contact_unix = s.last_contact_unix;
+        changed = true;
+      }
+    }
+    if (changed) write_registry(file_, records);
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    dirty_ = true;  // try again with the next note
+    throw;
+  }
 }
 
 }  // namespace edgefm::cloud

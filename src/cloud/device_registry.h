@@ -77,11 +77,14 @@ class DeviceRegistry {
     double last_contact_unix = 0;
   };
   void reload_if_changed_locked();
-  void maybe_flush_locked();
-  void flush_locked();
+  bool flush_due_locked();  // once a second at most, when something was noted
+  // Merges the noted status into the file; the file I/O runs outside mutex_ so requests
+  // authenticating meanwhile do not wait for it.
+  void write_status();
 
   std::filesystem::path file_;
-  std::mutex mutex_;
+  std::mutex mutex_;        // everything below
+  std::mutex write_mutex_;  // one status write at a time
   std::vector<DeviceRecord> records_;
   std::map<std::string, std::string> device_of_hash_;  // active devices only
   std::string stamp_;                                  // what the file looked like when read
