@@ -110,7 +110,7 @@ void add_devices_command(CLI::App& app) {
   CLI::App* list = command->add_subcommand(
       "list",
       "Print every device with its state, samples stored, latest model version and last\n"
-      "contact, as the service last wrote them (within about a second).");
+      "contact, as the service last wrote them (docs/customization.md).");
   add_file_option(*list, *list_options);
   list->add_option("--json", list_options->json_path,
                    "also write the list to this JSON file ({\"devices\": [...]})");

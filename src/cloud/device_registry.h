@@ -24,7 +24,7 @@ struct DeviceRecord {
   std::string token_sha256;      // lower-case hex SHA-256 of the token
   double added_unix = 0;
   double revoked_unix = 0;       // 0: active
-  // What the service saw; written by `serve` within a second or so of a change.
+  // What the service saw; written by `serve` at most once a second, and when it stops.
   int64_t samples = 0;           // samples stored on the service
   int model_version = 0;         // latest published artifact version (0: none)
   double last_contact_unix = 0;  // last request made with the device's token (0: never)
