@@ -858,6 +858,38 @@ ServerExtension CustomizationService::extension() {
     }
     reply(res, 200, {{"devices", list}});
   }});
+  // Adding and revoking over HTTP, as `edgefm devices add|revoke` do on the file.
+  ext.routes.push_back({"POST", "/v2/customization/devices", [this](const HttpRequest& req, HttpResponse& res) {
+    if (!registry_) {
+      throw HttpError(404, "no device registry: the service runs without per-device tokens");
+    }
+    require_admin(req);
+    const json body = parse_job_request(req.body);
+    if (!body.is_object() || !body.contains("device") || !body["device"].is_string()) {
+      throw HttpError(400, "device registration: expected {\"device\": NAME}, got " +
+                               body.dump().substr(0, 80));
+    }
+    const std::string name = body["device"];
+    check_device_name(name);
+    if (registry_->contains(name)) {
+      throw HttpError(409, "device '" + name + "' is already registered; revoke it first to "
+                           "give it a new token");
+    }
+    const std::string token = add_registry_device(registry_->file(), name);
+    reply(res, 201, {{"device", name}, {"token", token}});
+  }});
+  ext.routes.push_back({"DELETE", device, [this](const HttpRequest& req, HttpResponse& res) {
+    if (!registry_) {
+      throw HttpError(404, "no device registry: the service runs without per-device tokens");
+    }
+    const std::string& name = req.matches.at(0);
+    require_admin(req);
+    if (!registry_->contains(name)) {
+      throw HttpError(404, "no active device '" + name + "' in the registry");
+    }
+    revoke_registry_device(registry_->file(), name);
+    reply(res, 200, {{"device", name}, {"revoked", true}});
+  }});
   ext.routes.push_back({"POST", device + "/samples", [this](const HttpRequest& req, HttpResponse& res) {
     const std::string& name = req.matches.at(0);
     check_device_name(name);

@@ -638,8 +638,11 @@ TEST(CustomizationDevices, ADeviceTokenReachesOnlyItsOwnDeviceOnEveryEndpoint) {
   json error = json::parse(res->body);
   EXPECT_NE(error["error"].get<std::string>().find("device 'a'"), std::string::npos) << res->body;
   EXPECT_EQ(res->body.find('\n'), std::string::npos);
-  // ... and the device list is the admin's.
+  // ... and the device list, adding and revoking are the admin's.
   EXPECT_EQ(as_a->Get("/v2/customization/devices")->status, 403);
+  EXPECT_EQ(as_a->Post("/v2/customization/devices", R"({"device": "c"})", "application/json")->status, 403);
+  EXPECT_EQ(as_a->Delete("/v2/customization/devices/b")->status, 403);
+  EXPECT_EQ(as_a->Delete("/v2/customization/devices/a")->status, 403);
   // Nothing of b changed.
   EXPECT_EQ(admin.device("b")["samples"], 3);
   EXPECT_EQ(admin.device("b")["jobs"], 1);
@@ -668,6 +671,21 @@ TEST(CustomizationDevices, ADeviceTokenReachesOnlyItsOwnDeviceOnEveryEndpoint) {
 
   // A device token may use the inference endpoints too (the edge asks the FM with it).
   EXPECT_EQ(as_a->Get("/v2/models/fm")->status, 200);
+
+  // The admin adds and revokes devices over HTTP.
+  auto added = as_admin->Post("/v2/customization/devices", R"({"device": "c"})", "application/json");
+  ASSERT_TRUE(added);
+  ASSERT_EQ(added->status, 201) << added->body;
+  const std::string token_c = json::parse(added->body)["token"];
+  EXPECT_EQ(d.as(token_c)->Get("/v2/customization/devices/c")->status, 200);
+  EXPECT_EQ(d.as(token_c)->Get("/v2/customization/devices/a")->status, 403);
+  EXPECT_EQ(as_admin->Post("/v2/customization/devices", R"({"device": "c"})", "application/json")->status, 409);
+  EXPECT_EQ(as_admin->Post("/v2/customization/devices", R"({"device": "../x"})", "application/json")->status, 400);
+  EXPECT_EQ(as_admin->Post("/v2/customization/devices", R"({"name": "x"})", "application/json")->status, 400);
+  EXPECT_EQ(as_admin->Delete("/v2/customization/devices/c")->status, 200);
+  EXPECT_EQ(d.as(token_c)->Get("/v2/customization/devices/c")->status, 401);
+  EXPECT_EQ(as_admin->Delete("/v2/customization/devices/c")->status, 404);  // not active
+  EXPECT_EQ(read_device_registry(d.registry).size(), 3u);
 }
 
 TEST(CustomizationDevices, RevokedAndUnknownTokensGet401Everywhere) {
