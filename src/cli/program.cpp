@@ -38,6 +38,7 @@ void add_commands(CLI::App& app) {
   add_experiment_command(app);
   add_classes_command(app);
   add_scenario_command(app);
+  add_devices_command(app);
   check_numeric_options(app);
 }
 

@@ -30,6 +30,9 @@ struct ServeCommandOptions {
   std::string json_path;
   std::string customization_dir;  // empty: no customization service
   size_t customization_max_jobs = 16;
+  size_t job_workers = 1;
+  size_t max_samples_per_device = 0;
+  std::string devices;  // the device registry file; empty: one shared token
   std::string artifact_key_file;
 };
 
@@ -42,6 +45,10 @@ void run_serve(ServeCommandOptions& o) {
     fail_expected("--max-request-mb", "a positive size", std::to_string(o.max_request_mb));
   }
   o.server.max_request_bytes = static_cast<size_t>(o.max_request_mb * 1024 * 1024);
+  if (!o.devices.empty() && o.customization_dir.empty()) {
+    throw UsageError("serve: --devices needs --customization-dir (the registry gives devices "
+                     "tokens for the customization service)");
+  }
 
   g_serve_stop_signal = 0;
   struct sigaction action{}, old_int{}, old_term{};
@@ -61,10 +68,15 @@ void run_serve(ServeCommandOptions& o) {
     c.root = o.customization_dir;
     c.sample_shape = fm.image->input_shape();
     c.max_queued_jobs = o.customization_max_jobs;
+    c.job_workers = o.job_workers;
+    c.max_samples_per_device = o.max_samples_per_device;
+    c.devices = o.devices;
+    c.admin_token = o.server.token;
     c.artifact_key = read_artifact_key(o.artifact_key_file);
     customization = std::make_unique<cloud::CustomizationService>(
         c, customize::make_job_runner(fm), customize::make_job_validator(fm));
     extensions.push_back(customization->extension());
+    o.server.accept_token = customization->token_check();
   }
   cloud::CloudServer server(fm, o.server, std::move(extensions));
   if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(server.port()) + "\n");
@@ -75,10 +87,14 @@ void run_serve(ServeCommandOptions& o) {
                fm.spec().describe().c_str(), fm.image->embedding_dim(),
                fm.pool.size(), o.server.text_model.c_str(), o.server.max_batch,
                static_cast<long long>(o.server.max_queue_delay_us), o.server.threads,
-               o.server.device.c_str(), o.server.token.empty() ? "off" : "bearer token");
+               o.server.device.c_str(),
+               !o.devices.empty() ? "device tokens" : o.server.token.empty() ? "off" : "bearer token");
   if (customization) {
-    std::fprintf(stderr, "[serve] customization service on /v2/customization (folder %s)\n",
-                 o.customization_dir.c_str());
+    std::fprintf(stderr,
+                 "[serve] customization service on /v2/customization (folder %s, %zu job "
+                 "worker%s, devices %s)\n",
+                 o.customization_dir.c_str(), o.job_workers, o.job_workers == 1 ? "" : "s",
+                 o.devices.empty() ? "share one token" : ("from " + o.devices).c_str());
   }
   std::fflush(stderr);
 
@@ -139,7 +155,8 @@ void add_serve_command(CLI::App& app) {
       ->check(number_in(0, 65535));
   command->add_option("--token", s.token,
                       "require 'Authorization: Bearer <token>' on every /v2 endpoint but health "
-                      "(default: no authentication)");
+                      "(default: no authentication); with --devices it is the admin token, "
+                      "which reaches every device");
   command->add_option("--max-batch", s.max_batch,
                       "most images per FM call when batching requests together; 1 turns "
                       "batching off")
@@ -197,6 +214,20 @@ void add_serve_command(CLI::App& app) {
                       "customization jobs that may wait at once; more are answered 429")
       ->capture_default_str()
       ->check(positive_number());
+  command->add_option("--devices", options->devices,
+                      "the device registry (`edgefm devices add`): each device's own token "
+                      "reaches only its samples, jobs and artifacts (default: every token "
+                      "reaches every device; docs/customization.md)");
+  command->add_option("--job-workers", options->job_workers,
+                      "customization jobs that run at once, taken round robin across devices "
+                      "(never two of one device)")
+      ->capture_default_str()
+      ->check(positive_number());
+  command->add_option("--max-samples-per-device", options->max_samples_per_device,
+                      "samples a device keeps on the service; beyond it the oldest are removed "
+                      "(0: no limit)")
+      ->capture_default_str()
+      ->check(non_negative_number());
   command->add_option("--port-file", options->port_file,
                       "write the listening port to this file once listening (for scripts "
                       "using --port 0)");

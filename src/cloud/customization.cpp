@@ -168,10 +168,85 @@ CustomizationService::CustomizationService(CustomizationOptions options, JobRunn
     fail_expected("customization service sample shape", "a positive size",
                   std::to_string(options_.sample_shape.numel()));
   }
+  if (options_.job_workers < 1) {
+    fail_expected("customization service job workers", "at least 1",
+                  std::to_string(options_.job_workers));
+  }
   fs::create_directories(options_.root);
+  if (!options_.devices.empty()) registry_ = std::make_unique<DeviceRegistry>(options_.devices);
+  // What every device holds now: for /metrics and the registry's listing.
+  for (const auto& entry : fs::directory_iterator(options_.root)) {
+    const std::string name = entry.path().filename().string();
+    try {
+      check_device_name(name);
+    } catch (const HttpError&) {
+      continue;
+    }
+    if (!entry.is_directory()) continue;
+    size_t count = 0;
+    {
+      std::lock_guard lock(store_mutex_);
+      sample_count_locked(name);
+      evict_locked(name);  // a quota lowered since the last run applies at once
+      count = sample_count_locked(name);
+    }
+    if (registry_) {
+      registry_->note_samples(name, static_cast<int64_t>(count));
+      auto latest = latest_artifact(name);
+      registry_->note_model_version(name, latest ? latest->value("version", 0) : 0);
+    }
+  }
+  if (registry_) registry_->flush();
   load_jobs();
-  worker_ = std::thread([this] { work(); });
+  for (size_t i = 0; i < options_.job_workers; ++i) workers_.emplace_back([this] { work(); });
 }
+
+// ---- the fair queue ---------------------------------------------------------------------
+
+void FairJobQueue::push(const std::string& device, const std::string& id) {
+  auto& jobs = queued_[device];
+  if (jobs.empty()) turn_.push_back(device);
+  jobs.push_back(id);
+  ++queued_count_;
+}
+
+bool FairJobQueue::remove(const std::string& id) {
+  for (auto it = queued_.begin(); it != queued_.end(); ++it) {
+    auto& jobs = it->second;
+    auto found = std::find(jobs.begin(), jobs.end(), id);
+    if (found == jobs.end()) continue;
+    jobs.erase(found);
+    --queued_count_;
+    if (jobs.empty()) {
+      turn_.erase(std::remove(turn_.begin(), turn_.end(), it->first), turn_.end());
+      queued_.erase(it);
+    }
+    return true;
+  }
+  return false;
+}
+
+std::optional<std::pair<std::string, std::string>> FairJobQueue::pop() {
+  for (auto it = turn_.begin(); it != turn_.end(); ++it) {
+    const std::string device = *it;
+    if (running_.count(device)) continue;
+    auto& jobs = queued_.at(device);
+    std::string id = jobs.front();
+    jobs.pop_front();
+    --queued_count_;
+    turn_.erase(it);
+    if (jobs.empty()) {
+      queued_.erase(device);
+    } else {
+      turn_.push_back(device);
+    }
+    running_.insert(device);
+    return std::make_pair(device, std::move(id));
+  }
+  return std::nullopt;
+}
+
+void FairJobQueue::finished(const std::string& device) { running_.erase(device); }
 
 CustomizationService::~CustomizationService() { stop(); }
 
@@ -195,6 +270,7 @@ SamplesAdded CustomizationService::add_samples(const std::string& device, const 
     const fs::path dir = device_dir(device) / "samples";
     fs::create_directories(dir);
     sample_count_locked(device);  // counts what is there before anything is added
+    if (options_.max_samples_per_device > 0) sample_order_locked(device);
     std::set<std::string> seen;
     for (size_t i = 0; i < count; ++i) {
       std::string_view sample(reinterpret_cast<const char*>(samples) + i * bytes, bytes);
@@ -210,14 +286,54 @@ SamplesAdded CustomizationService::add_samples(const std::string& device, const 
         write_durable(dir / (hash + ".json"), dump_json(metadata[i]));
       }
       write_durable(file, sample);
+      if (options_.max_samples_per_device > 0) sample_order_locked(device).push_back(hash);
       ++out.added;
     }
     if (out.added > 0) fsync_dir(dir);
     sample_counts_[device] += out.added;
+    out.evicted = evict_locked(device);
     out.stored = sample_counts_[device];
   }
+  if (registry_) registry_->note_samples(device, static_cast<int64_t>(out.stored));
   if (options_.on_samples_stored) options_.on_samples_stored(device, out.added, count);
   return out;
+}
+
+std::deque<std::string>& CustomizationService::sample_order_locked(const std::string& device) {
+  auto it = sample_order_.find(device);
+  if (it != sample_order_.end()) return it->second;
+  std::vector<std::pair<fs::file_time_type, std::string>> found;
+  const fs::path dir = device_dir(device) / "samples";
+  if (fs::is_directory(dir)) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.path().extension() != ".u8") continue;
+      found.emplace_back(entry.last_write_time(), entry.path().stem().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  auto& order = sample_order_[device];
+  for (auto& [time, hash] : found) order.push_back(std::move(hash));
+  return order;
+}
+
+size_t CustomizationService::evict_locked(const std::string& device) {
+  const size_t limit = options_.max_samples_per_device;
+  if (limit == 0 || sample_count_locked(device) <= limit) return 0;
+  auto& order = sample_order_locked(device);
+  const fs::path dir = device_dir(device) / "samples";
+  size_t evicted = 0;
+  while (order.size() > limit) {
+    // The sample first: it exists as long as its .u8 does.
+    std::error_code ignored;
+    fs::remove(dir / (order.front() + ".u8"), ignored);
+    fs::remove(dir / (order.front() + ".json"), ignored);
+    order.pop_front();
+    ++evicted;
+  }
+  fsync_dir(dir);
+  sample_counts_[device] = order.size();
+  evicted_[device] += evicted;
+  return evicted;
 }
 
 size_t CustomizationService::sample_count(const std::string& device) {
@@ -286,7 +402,7 @@ void CustomizationService::load_jobs() {
   }
   std::sort(requeue.begin(), requeue.end(),
             [](const Job* a, const Job* b) { return a->created_unix < b->created_unix; });
-  for (const Job* job : requeue) queue_.push_back(job->id);
+  for (const Job* job : requeue) queue_.push(job->device, job->id);
 }
 
 json CustomizationService::submit_job(const std::string& device, const json& request) {
@@ -312,8 +428,8 @@ json CustomizationService::submit_job(const std::string& device, const json& req
   }
   std::lock_guard lock(jobs_mutex_);
   if (stopping_) throw HttpError(503, "the customization service is stopping");
-  if (queue_.size() >= options_.max_queued_jobs) {
-    throw HttpError(429, "job queue full: " + std::to_string(queue_.size()) +
+  if (queue_.queued() >= options_.max_queued_jobs) {
+    throw HttpError(429, "job queue full: " + std::to_string(queue_.queued()) +
                              " jobs wait already (the limit)");
   }
   auto job = std::make_unique<Job>();
@@ -326,7 +442,7 @@ json CustomizationService::submit_job(const std::string& device, const json& req
   fs::create_directories(device_dir(device) / "jobs");
   save_job(*job);
   json out = job->to_json();
-  queue_.push_back(job->id);
+  queue_.push(device, job->id);
   jobs_[job->id] = std::move(job);
   jobs_changed_.notify_all();
   return out;
@@ -353,6 +469,13 @@ std::vector<json> CustomizationService::jobs(const std::string& device) const {
   return out;
 }
 
+std::string CustomizationService::job_device(const std::string& id) const {
+  std::lock_guard lock(jobs_mutex_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) throw HttpError(404, "unknown job '" + id + "'");
+  return it->second->device;
+}
+
 json CustomizationService::cancel_job(const std::string& id) {
   std::lock_guard lock(jobs_mutex_);
   auto it = jobs_.find(id);
@@ -363,7 +486,7 @@ json CustomizationService::cancel_job(const std::string& id) {
   }
   job.cancel = true;
   if (job.state == JobState::queued) {
-    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+    queue_.remove(id);
     job.state = JobState::cancelled;
     job.message = "cancelled before it ran";
     job.finished_unix = now_unix();
@@ -378,18 +501,19 @@ json CustomizationService::cancel_job(const std::string& id) {
 bool CustomizationService::wait_idle(double timeout_s) {
   std::unique_lock lock(jobs_mutex_);
   return jobs_changed_.wait_for(lock, std::chrono::duration<double>(timeout_s),
-                                [this] { return queue_.empty() && running_.empty(); });
+                                [this] { return queue_.queued() == 0 && queue_.running() == 0; });
 }
 
 void CustomizationService::work() {
   std::unique_lock lock(jobs_mutex_);
   for (;;) {
-    jobs_changed_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (stopping_) return;
-    const std::string id = queue_.front();
-    queue_.pop_front();
-    Job& job = *jobs_.at(id);
-    running_ = id;
+    std::optional<std::pair<std::string, std::string>> next;
+    jobs_changed_.wait(lock, [this, &next] { return stopping_ || (next = queue_.pop()); });
+    if (stopping_) {
+      if (next) queue_.finished(next->first);
+      return;
+    }
+    Job& job = *jobs_.at(next->second);
     job.state = JobState::running;
     job.started_unix = now_unix();
     job.message = "starting";
@@ -397,7 +521,7 @@ void CustomizationService::work() {
     lock.unlock();
     run_job(job);
     lock.lock();
-    running_.clear();
+    queue_.finished(job.device);
     jobs_changed_.notify_all();
   }
 }
@@ -485,6 +609,7 @@ void CustomizationService::run_job(Job& job) {
     write_json_file(artifacts / ("v" + std::to_string(input.version) + ".json"), result);
     fsync_dir(artifacts);
     end_state = JobState::done;
+    if (registry_) registry_->note_model_version(job.device, input.version);
   } catch (const JobCancelled& e) {
     end_state = JobState::cancelled;
     failure = e.what();
@@ -525,7 +650,16 @@ void CustomizationService::stop() {
       stopping_ = true;
       jobs_changed_.notify_all();
     }
-    if (worker_.joinable()) worker_.join();
+    for (auto& worker : workers_) {
+      if (worker.joinable()) worker.join();
+    }
+    if (registry_) {
+      try {
+        registry_->flush();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "[customization] cannot update the device registry: %s\n", e.what());
+      }
+    }
   });
 }
 
@@ -633,15 +767,133 @@ json parse_job_request(std::string_view body) {
   }
 }
 
+// ---- who may do what --------------------------------------------------------------------
+
+CustomizationService::Caller CustomizationService::caller_of(const HttpRequest& request) {
+  if (!registry_) return {};
+  const std::string token = bearer_token_of(request.header("Authorization").value_or(""));
+  if (!options_.admin_token.empty() && constant_time_equal(token, options_.admin_token)) return {};
+  if (auto device = registry_->authenticate(token)) return {false, *device};
+  throw HttpError(401, "wrong bearer token");
+}
+
+void CustomizationService::require_access(const HttpRequest& request, const std::string& device) {
+  const Caller caller = caller_of(request);
+  if (caller.admin || caller.device == device) return;
+  throw HttpError(403, "the token of device '" + caller.device + "' does not reach device '" +
+                           device + "'");
+}
+
+void CustomizationService::require_admin(const HttpRequest& request) {
+  const Caller caller = caller_of(request);
+  if (caller.admin) return;
+  throw HttpError(403, "the token of device '" + caller.device +
+                           "' does not reach the device list; it needs the admin token");
+}
+
+std::function<bool(const std::string&)> CustomizationService::token_check() {
+  if (!registry_) return {};
+  return [this](const std::string& token) { return registry_->authenticate(token).has_value(); };
+}
+
+std::string CustomizationService::metrics_text() {
+  std::map<std::string, size_t> samples;
+  std::map<std::string, uint64_t> evicted;
+  {
+    std::lock_guard lock(store_mutex_);
+    samples = sample_counts_;
+    evicted = evicted_;
+  }
+  size_t queued = 0, running = 0;
+  {
+    std::lock_guard lock(jobs_mutex_);
+    queued = queue_.queued();
+    running = queue_.running();
+  }
+  // Device names are [A-Za-z0-9._-]: nothing to escape in a label value.
+  std::string out;
+  out += "# HELP edgefm_customization_samples Samples stored per device.\n";
+  out += "# TYPE edgefm_customization_samples gauge\n";
+  for (const auto& [device, n] : samples) {
+    out += "edgefm_customization_samples{device=\"" + device + "\"} " + std::to_string(n) + "\n";
+  }
+  out += "# HELP edgefm_customization_samples_evicted_total Samples removed by the per-device "
+         "quota (oldest first), per device.\n";
+  out += "# TYPE edgefm_customization_samples_evicted_total counter\n";
+  for (const auto& [device, n] : evicted) {
+    out += "edgefm_customization_samples_evicted_total{device=\"" + device + "\"} " +
+           std::to_string(n) + "\n";
+  }
+  out += "# HELP edgefm_customization_jobs Customization jobs waiting and running.\n";
+  out += "# TYPE edgefm_customization_jobs gauge\n";
+  out += "edgefm_customization_jobs{state=\"queued\"} " + std::to_string(queued) + "\n";
+  out += "edgefm_customization_jobs{state=\"running\"} " + std::to_string(running) + "\n";
+  out += "# HELP edgefm_customization_job_workers Threads running customization jobs.\n";
+  out += "# TYPE edgefm_customization_job_workers gauge\n";
+  out += "edgefm_customization_job_workers " + std::to_string(options_.job_workers) + "\n";
+  return out;
+}
+
 // ---- routes -----------------------------------------------------------------------------
 
 ServerExtension CustomizationService::extension() {
   const std::string device = "/v2/customization/devices/([^/]+)";
   ServerExtension ext;
   ext.name = "edgefm_customization";
+  ext.metrics = [this] { return metrics_text(); };
+  ext.routes.push_back({"GET", "/v2/customization/devices", [this](const HttpRequest& req, HttpResponse& res) {
+    if (!registry_) {
+      throw HttpError(404, "no device registry: the service runs without per-device tokens");
+    }
+    require_admin(req);
+    json list = json::array();
+    for (const auto& d : registry_->devices()) {
+      list.push_back({{"device", d.name},
+                      {"revoked", d.revoked()},
+                      {"added_unix", d.added_unix},
+                      {"revoked_unix", d.revoked_unix},
+                      {"samples", d.samples},
+                      {"model_version", d.model_version},
+                      {"last_contact_unix", d.last_contact_unix}});
+    }
+    reply(res, 200, {{"devices", list}});
+  }});
+  // Adding and revoking over HTTP, as `edgefm devices add|revoke` do on the file.
+  ext.routes.push_back({"POST", "/v2/customization/devices", [this](const HttpRequest& req, HttpResponse& res) {
+    if (!registry_) {
+      throw HttpError(404, "no device registry: the service runs without per-device tokens");
+    }
+    require_admin(req);
+    const json body = parse_job_request(req.body);
+    if (!body.is_object() || !body.contains("device") || !body["device"].is_string()) {
+      throw HttpError(400, "device registration: expected {\"device\": NAME}, got " +
+                               body.dump().substr(0, 80));
+    }
+    const std::string name = body["device"];
+    check_device_name(name);
+    if (registry_->contains(name)) {
+      throw HttpError(409, "device '" + name + "' is already registered; revoke it first to "
+                           "give it a new token");
+    }
+    const std::string token = add_registry_device(registry_->file(), name);
+    reply(res, 201, {{"device", name}, {"token", token}});
+  }});
+  ext.routes.push_back({"DELETE", device, [this](const HttpRequest& req, HttpResponse& res) {
+    if (!registry_) {
+      throw HttpError(404, "no device registry: the service runs without per-device tokens");
+    }
+    const std::string& name = req.matches.at(0);
+    require_admin(req);
+    if (!registry_->contains(name)) {
+      throw HttpError(404, "no active device '" + name + "' in the registry");
+    }
+    revoke_registry_device(registry_->file(), name);
+    reply(res, 200, {{"device", name}, {"revoked", true}});
+  }});
   ext.routes.push_back({"POST", device + "/samples", [this](const HttpRequest& req, HttpResponse& res) {
     const std::string& name = req.matches.at(0);
     check_device_name(name);
+    require_access(req, name);
     std::optional<size_t> json_size;
     if (auto h = req.header(kHeaderContentLength)) json_size = parse_header_content_length(*h);
     const SampleUpload upload = parse_sample_upload(req.body, json_size, options_.sample_shape);
@@ -650,10 +902,12 @@ ServerExtension CustomizationService::extension() {
                      {"acknowledged", added.acknowledged},
                      {"added", added.added},
                      {"duplicates", added.duplicates},
+                     {"evicted", added.evicted},
                      {"samples", added.stored}});
   }});
   ext.routes.push_back({"GET", device, [this](const HttpRequest& req, HttpResponse& res) {
     const std::string& name = req.matches.at(0);
+    require_access(req, name);
     auto latest = latest_artifact(name);
     reply(res, 200, {{"device", name},
                      {"samples", sample_count(name)},
@@ -661,20 +915,25 @@ ServerExtension CustomizationService::extension() {
                      {"latest_version", latest ? latest->value("version", 0) : 0}});
   }});
   ext.routes.push_back({"POST", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
+    require_access(req, req.matches.at(0));
     reply(res, 202, submit_job(req.matches.at(0), parse_job_request(req.body)));
   }});
   ext.routes.push_back({"GET", device + "/jobs", [this](const HttpRequest& req, HttpResponse& res) {
+    require_access(req, req.matches.at(0));
     reply(res, 200, {{"jobs", jobs(req.matches.at(0))}});
   }});
   ext.routes.push_back({"GET", "/v2/customization/jobs/([^/]+)",
                         [this](const HttpRequest& req, HttpResponse& res) {
+                          require_access(req, job_device(req.matches.at(0)));
                           reply(res, 200, job(req.matches.at(0)));
                         }});
   ext.routes.push_back({"DELETE", "/v2/customization/jobs/([^/]+)",
                         [this](const HttpRequest& req, HttpResponse& res) {
+                          require_access(req, job_device(req.matches.at(0)));
                           reply(res, 200, cancel_job(req.matches.at(0)));
                         }});
   ext.routes.push_back({"GET", device + "/artifacts", [this](const HttpRequest& req, HttpResponse& res) {
+    require_access(req, req.matches.at(0));
     reply(res, 200, {{"artifacts", artifacts(req.matches.at(0))}});
   }});
   auto metadata_of = [this](const std::string& name, const std::string& version) {
@@ -686,13 +945,15 @@ ServerExtension CustomizationService::extension() {
     return artifact(name, parse_version(version));
   };
   ext.routes.push_back({"GET", device + "/artifacts/([^/]+)/metadata",
-                        [metadata_of](const HttpRequest& req, HttpResponse& res) {
+                        [this, metadata_of](const HttpRequest& req, HttpResponse& res) {
+                          require_access(req, req.matches.at(0));
                           reply(res, 200, metadata_of(req.matches.at(0), req.matches.at(1)));
                         }});
   ext.routes.push_back({"GET", device + "/artifacts/([^/]+)",
                         [this, metadata_of](const HttpRequest& req, HttpResponse& res) {
     const std::string& name = req.matches.at(0);
     const std::string& version = req.matches.at(1);
+    require_access(req, name);
     json meta = metadata_of(name, version);
     if (version == "latest") {
       reply(res, 200, meta);

@@ -12,7 +12,12 @@
 //   <device>/artifacts/v<N>.pt       published artifacts; v<N>.json is their metadata and is
 //                                    written last, so a version exists once its .json does
 // A restarted service finds samples, artifacts and finished jobs again; jobs that were queued
-// or running when it stopped are marked failed.
+// run again, jobs that were running when it stopped are marked failed.
+//
+// With a device registry (cloud/device_registry.h) every device has a token of its own that
+// reaches only that device's samples, jobs and artifacts (403 otherwise); the admin token
+// reaches every device and lists them. Jobs run on `job_workers` threads in a fair order
+// (FairJobQueue).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -23,11 +28,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "cloud/device_registry.h"
 #include "cloud/server.h"
 #include "common/error.h"
 #include "common/json_io.h"
@@ -72,6 +79,15 @@ struct CustomizationOptions {
   models::ImageShape sample_shape;  // every uploaded sample is one uint8 image of this shape
   size_t max_queued_jobs = 16;     // more jobs waiting than this are refused with 429
   size_t min_samples = 1;          // a job needs at least this many samples (409 otherwise)
+  size_t job_workers = 1;          // jobs that run at once (never two of one device)
+  // 0: no limit; else a device keeps at most this many samples, the oldest are removed.
+  size_t max_samples_per_device = 0;
+  // The device registry file; empty: no per-device tokens (the server's token, if any, reaches
+  // every device).
+  std::filesystem::path devices;
+  // With a registry: the token that reaches every device and lists them (usually the
+  // server's token); empty: no admin over HTTP.
+  std::string admin_token;
   // Non-empty: every published artifact's metadata is signed with this key (HMAC-SHA256,
   // cloud/artifact_signature.h); edges given the same key refuse anything else.
   std::string artifact_key;
@@ -91,7 +107,30 @@ struct SamplesAdded {
   std::vector<std::string> acknowledged;  // the SHA-256 of every sample, in upload order
   size_t added = 0;                       // new to this device
   size_t duplicates = 0;                  // already stored (or twice in this upload)
+  size_t evicted = 0;                     // removed by the per-device quota (oldest first)
   size_t stored = 0;                      // the device's samples after this upload
+};
+
+// The order jobs start in: round robin across devices, and never two running jobs of one
+// device (both would publish the same version). A device with a job waiting goes to the end
+// of the line when one of its jobs starts, so no job waits behind more than one job of any
+// other device. Not thread-safe (the service holds its lock).
+class FairJobQueue {
+ public:
+  void push(const std::string& device, const std::string& id);
+  bool remove(const std::string& id);  // a queued job; false when it is not queued
+  // The next job to start, as (device, id), marking its device as running; nullopt when no
+  // device has a job waiting and none running.
+  std::optional<std::pair<std::string, std::string>> pop();
+  void finished(const std::string& device);  // the device's running job ended
+  size_t queued() const { return queued_count_; }
+  size_t running() const { return running_.size(); }
+
+ private:
+  std::map<std::string, std::deque<std::string>> queued_;
+  std::deque<std::string> turn_;  // devices with jobs waiting, the next one first
+  std::set<std::string> running_;
+  size_t queued_count_ = 0;
 };
 
 // The body of a sample upload (POST .../samples, OIP form: UINT8 'images' of shape
@@ -121,6 +160,11 @@ class CustomizationService {
 
   // The routes to serve: pass it to CloudServer (the service must outlive the server).
   ServerExtension extension();
+  // For ServerOptions::accept_token: the registry's device tokens; empty without a registry.
+  std::function<bool(const std::string& token)> token_check();
+  // Prometheus text: samples stored and evicted per device, jobs queued and running.
+  std::string metrics_text();
+  DeviceRegistry* registry() { return registry_.get(); }  // null without one
 
   // ---- the API behind the routes (also usable in process) -----------------------------
   // `samples`: count x sample_bytes; `metadata`: empty or one JSON object per sample.
@@ -132,6 +176,7 @@ class CustomizationService {
   json submit_job(const std::string& device, const json& request);
   json job(const std::string& id) const;  // HttpError 404 when unknown
   std::vector<json> jobs(const std::string& device) const;
+  std::string job_device(const std::string& id) const;  // HttpError 404 when unknown
   // Cancels a queued or running job (a running one stops at its next progress report).
   json cancel_job(const std::string& id);
   std::optional<json> latest_artifact(const std::string& device) const;
@@ -141,7 +186,8 @@ class CustomizationService {
   // Waits until no job is queued or running (tests); false on timeout.
   bool wait_idle(double timeout_s);
 
-  // Cancels the running job, fails the queued ones and joins the worker. Idempotent.
+  // Cancels the running jobs and joins the workers; queued jobs stay queued on disk and run
+  // after a restart. Idempotent.
   void stop();
 
  private:
@@ -159,10 +205,22 @@ class CustomizationService {
     json to_json() const;
   };
 
+  // Who made a request: the admin (everyone, without a registry) or one device.
+  struct Caller {
+    bool admin = true;
+    std::string device;
+  };
+  Caller caller_of(const HttpRequest& request);
+  void require_access(const HttpRequest& request, const std::string& device);  // 403
+  void require_admin(const HttpRequest& request);                             // 403
+
   void work();
   void run_job(Job& job);
   void save_job(const Job& job) const;
   size_t sample_count_locked(const std::string& device);  // store_mutex_ held
+  // The device's samples, oldest first (by the time they were stored); store_mutex_ held.
+  std::deque<std::string>& sample_order_locked(const std::string& device);
+  size_t evict_locked(const std::string& device);  // down to the quota; returns how many
   void load_jobs();
   std::filesystem::path device_dir(const std::string& device) const;
 
@@ -170,17 +228,20 @@ class CustomizationService {
   JobRunner runner_;
   JobValidator validator_;
 
+  std::unique_ptr<DeviceRegistry> registry_;
+
   mutable std::mutex store_mutex_;  // samples and artifacts on disk
   std::map<std::string, size_t> sample_counts_;
+  std::map<std::string, std::deque<std::string>> sample_order_;  // with a quota only
+  std::map<std::string, uint64_t> evicted_;
 
   mutable std::mutex jobs_mutex_;
   std::condition_variable jobs_changed_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
-  std::deque<std::string> queue_;
-  std::string running_;
+  FairJobQueue queue_;
   bool stopping_ = false;
   std::once_flag stop_once_;
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace edgefm::cloud

@@ -99,21 +99,14 @@ struct CloudServer::Impl {
   // ---- request plumbing -------------------------------------------------------------
 
   void require_token(const httplib::Request& req) const {
-    if (options.token.empty()) return;
+    if (options.token.empty() && !options.accept_token) return;
     if (!req.has_header("Authorization")) {
       throw HttpFailure{401, "missing 'Authorization: Bearer <token>' header"};
     }
-    // The scheme is case-insensitive (RFC 9110 11.1); spaces may follow it.
-    const std::string value = req.get_header_value("Authorization");
-    const size_t space = value.find(' ');
-    std::string scheme = value.substr(0, space);
-    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const size_t token_at =
-        space == std::string::npos ? value.size() : value.find_first_not_of(' ', space);
-    const std::string token = token_at == std::string::npos ? "" : value.substr(token_at);
-    if (scheme != "bearer" || !same_token(token, options.token)) {
-      throw HttpFailure{401, "wrong bearer token"};
-    }
+    const std::string token = bearer_token_of(req.get_header_value("Authorization"));
+    const bool known = (!options.token.empty() && same_token(token, options.token)) ||
+                       (!token.empty() && options.accept_token && options.accept_token(token));
+    if (!known) throw HttpFailure{401, "wrong bearer token"};
   }
 
   // ---- request bodies ---------------------------------------------------------------
@@ -454,6 +447,14 @@ struct CloudServer::Impl {
     metrics.observe_request_seconds(label, seconds_since(start));
   }
 
+  std::string metrics_text() const {
+    std::string text = metrics.text();
+    for (const auto& extension : extensions) {
+      if (extension.metrics) text += extension.metrics();
+    }
+    return text;
+  }
+
   // ---- routes -----------------------------------------------------------------------
 
   void install_extension_route(const Route& route) {
@@ -571,7 +572,7 @@ struct CloudServer::Impl {
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.status = 200;
-      res.set_content(metrics.text(), "text/plain; version=0.0.4");
+      res.set_content(metrics_text(), "text/plain; version=0.0.4");
     });
 
     // Answers that httplib produces itself (no route, body over the limit, unreadable
@@ -607,6 +608,16 @@ struct CloudServer::Impl {
         });
   }
 };
+
+std::string bearer_token_of(const std::string& authorization) {
+  // The scheme is case-insensitive (RFC 9110 11.1); spaces may follow it.
+  const size_t space = authorization.find(' ');
+  std::string scheme = authorization.substr(0, space);
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "bearer" || space == std::string::npos) return "";
+  const size_t token_at = authorization.find_first_not_of(' ', space);
+  return token_at == std::string::npos ? "" : authorization.substr(token_at);
+}
 
 std::optional<std::string> HttpRequest::header(const std::string& name) const {
   std::string lower = name;
@@ -724,6 +735,6 @@ bool CloudServer::running() const { return !impl_->stopping.load(); }
 
 BatcherStats CloudServer::batcher_stats() const { return impl_->batcher->stats(); }
 
-std::string CloudServer::metrics_text() const { return impl_->metrics.text(); }
+std::string CloudServer::metrics_text() const { return impl_->metrics_text(); }
 
 }  // namespace edgefm::cloud

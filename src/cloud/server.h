@@ -20,7 +20,10 @@ namespace edgefm::cloud {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;                              // 0: an ephemeral port (read it with port())
-  std::string token;                         // empty: no authentication
+  std::string token;                         // empty: no authentication (unless accept_token)
+  // Tokens accepted beside `token` (a device registry's, cloud/device_registry.h); when set,
+  // every request needs one of them or `token`.
+  std::function<bool(const std::string& token)> accept_token;
   size_t max_request_bytes = 16u << 20;      // larger bodies are answered 413
   int max_batch = 32;                        // rows (images) per model call; 1: no batching
   int64_t max_queue_delay_us = 2000;         // longest wait for a batch to fill
@@ -79,7 +82,12 @@ struct Route {
 struct ServerExtension {
   std::string name;  // listed in GET /v2 "extensions"
   std::vector<Route> routes;
+  std::function<std::string()> metrics;  // Prometheus text appended to /metrics (optional)
 };
+
+// The token of an "Authorization: Bearer <token>" value (scheme in any case); empty when the
+// value is not a bearer credential.
+std::string bearer_token_of(const std::string& authorization);
 
 class CloudServer {
  public:

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -99,6 +101,7 @@ struct Harness {
     s.token = kToken;
     s.max_request_bytes = 256 * 1024;
     s.threads = 8;
+    s.accept_token = service->token_check();  // device tokens, when a registry is configured
     server = std::make_unique<CloudServer>(fm, s, std::vector<ServerExtension>{service->extension()});
   }
   ~Harness() {
@@ -552,6 +555,341 @@ TEST(Customization, ARestartedServiceKeepsSamplesJobsAndArtifacts) {
   // Re-uploading what the service had before the restart adds nothing.
   EXPECT_EQ(client.upload_samples("cam", views(samples(3)), {1, 28, 28}).added, 0u);
   fs::remove_all(root);
+}
+
+// ---- devices: one token each ---------------------------------------------------------------
+
+// A service with a device registry holding devices "a" and "b"; kToken is the admin token.
+struct DeviceHarness {
+  fs::path registry = fresh_dir("registry") / "devices.json";
+  std::string token_a = add_registry_device(registry, "a");
+  std::string token_b = add_registry_device(registry, "b");
+  std::unique_ptr<Harness> h;
+
+  explicit DeviceHarness(JobRunner runner, CustomizationOptions options = customization_default_options()) {
+    options.devices = registry;
+    options.admin_token = kToken;
+    h = std::make_unique<Harness>(std::move(runner), JobValidator{}, options);
+  }
+  ~DeviceHarness() {
+    h.reset();
+    std::error_code ignored;
+    fs::remove_all(registry.parent_path(), ignored);
+  }
+  std::unique_ptr<httplib::Client> as(const std::string& token) const {
+    auto c = std::make_unique<httplib::Client>(h->server->url());
+    c->set_read_timeout(20, 0);
+    c->set_bearer_token_auth(token);
+    return c;
+  }
+  ClientOptions client_options(const std::string& token) const {
+    ClientOptions o = h->client_options();
+    o.token = token;
+    return o;
+  }
+};
+
+// One request of every customization endpoint against `device` (and `job`), with its status.
+std::vector<std::pair<std::string, int>> every_endpoint(httplib::Client& c, const std::string& device,
+                                                        const std::string& job) {
+  const std::string base = "/v2/customization/devices/" + device;
+  auto s = samples(1, 77);
+  std::vector<int> data(s[0].begin(), s[0].end());
+  for (auto& d : data) d &= 0xff;
+  const json upload = {{"inputs", {{{"name", "images"}, {"datatype", "UINT8"}, {"shape", {1, 28, 28}}, {"data", data}}}}};
+  std::vector<std::pair<std::string, int>> out;
+  auto note = [&out](const std::string& what, const httplib::Result& res) {
+    out.emplace_back(what, res ? res->status : -1);
+  };
+  note("POST samples", c.Post(base + "/samples", upload.dump(), "application/json"));
+  note("GET device", c.Get(base));
+  note("POST jobs", c.Post(base + "/jobs", "{}", "application/json"));
+  note("GET jobs", c.Get(base + "/jobs"));
+  note("GET job", c.Get("/v2/customization/jobs/" + job));
+  note("GET artifacts", c.Get(base + "/artifacts"));
+  note("GET artifacts/latest", c.Get(base + "/artifacts/latest"));
+  note("GET artifacts/1", c.Get(base + "/artifacts/1"));
+  note("GET artifacts/1/metadata", c.Get(base + "/artifacts/1/metadata"));
+  note("GET artifacts/latest/metadata", c.Get(base + "/artifacts/latest/metadata"));
+  note("DELETE job", c.Delete("/v2/customization/jobs/" + job));
+  return out;
+}
+
+TEST(CustomizationDevices, ADeviceTokenReachesOnlyItsOwnDeviceOnEveryEndpoint) {
+  DeviceHarness d(fake_runner());
+  CustomizationClient admin(d.h->client_options());
+  // Device b has samples, a job and a published artifact.
+  admin.upload_samples("b", views(samples(3)), {1, 28, 28});
+  const std::string job_b = admin.wait_for_job(admin.submit_job("b", json::object())["id"], 20)["id"];
+
+  // The edge's client works with the device's own token, for its own device.
+  CustomizationClient client_a(d.client_options(d.token_a));
+  EXPECT_EQ(client_a.upload_samples("a", views(samples(2, 5)), {1, 28, 28}).added, 2u);
+  const std::string job_a = client_a.wait_for_job(client_a.submit_job("a", json::object())["id"], 20)["id"];
+  EXPECT_EQ(client_a.latest_artifact("a").value()["version"], 1);
+
+  // a's token against b: 403 with a one-line JSON error on every endpoint.
+  auto as_a = d.as(d.token_a);
+  for (const auto& [what, status] : every_endpoint(*as_a, "b", job_b)) {
+    EXPECT_EQ(status, 403) << what;
+  }
+  auto res = as_a->Get("/v2/customization/devices/b/artifacts");
+  ASSERT_TRUE(res);
+  json error = json::parse(res->body);
+  EXPECT_NE(error["error"].get<std::string>().find("device 'a'"), std::string::npos) << res->body;
+  EXPECT_EQ(res->body.find('\n'), std::string::npos);
+  // ... and the device list, adding and revoking are the admin's.
+  EXPECT_EQ(as_a->Get("/v2/customization/devices")->status, 403);
+  EXPECT_EQ(as_a->Post("/v2/customization/devices", R"({"device": "c"})", "application/json")->status, 403);
+  EXPECT_EQ(as_a->Delete("/v2/customization/devices/b")->status, 403);
+  EXPECT_EQ(as_a->Delete("/v2/customization/devices/a")->status, 403);
+  // Nothing of b changed.
+  EXPECT_EQ(admin.device("b")["samples"], 3);
+  EXPECT_EQ(admin.device("b")["jobs"], 1);
+  EXPECT_EQ(admin.job(job_b)["state"], "done");
+
+  // a's token on its own device: every endpoint answers (DELETE of a finished job: 409).
+  for (const auto& [what, status] : every_endpoint(*as_a, "a", job_a)) {
+    EXPECT_NE(status, 403) << what;
+    EXPECT_NE(status, 401) << what;
+  }
+  // The admin token reaches b, and lists the devices.
+  auto as_admin = d.as(kToken);
+  for (const auto& [what, status] : every_endpoint(*as_admin, "b", job_b)) {
+    EXPECT_NE(status, 403) << what;
+    EXPECT_NE(status, 401) << what;
+  }
+  auto listed = as_admin->Get("/v2/customization/devices");
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->status, 200) << listed->body;
+  json devices = json::parse(listed->body)["devices"];
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[0]["device"], "a");
+  EXPECT_GE(devices[0]["samples"].get<int>(), 2);
+  EXPECT_GE(devices[0]["model_version"].get<int>(), 1);  // its own POST jobs above may have run too
+  EXPECT_GT(devices[0]["last_contact_unix"].get<double>(), 0);
+
+  // A device token may use the inference endpoints too (the edge asks the FM with it).
+  EXPECT_EQ(as_a->Get("/v2/models/fm")->status, 200);
+
+  // The admin adds and revokes devices over HTTP.
+  auto added = as_admin->Post("/v2/customization/devices", R"({"device": "c"})", "application/json");
+  ASSERT_TRUE(added);
+  ASSERT_EQ(added->status, 201) << added->body;
+  const std::string token_c = json::parse(added->body)["token"];
+  EXPECT_EQ(d.as(token_c)->Get("/v2/customization/devices/c")->status, 200);
+  EXPECT_EQ(d.as(token_c)->Get("/v2/customization/devices/a")->status, 403);
+  EXPECT_EQ(as_admin->Post("/v2/customization/devices", R"({"device": "c"})", "application/json")->status, 409);
+  EXPECT_EQ(as_admin->Post("/v2/customization/devices", R"({"device": "../x"})", "application/json")->status, 400);
+  EXPECT_EQ(as_admin->Post("/v2/customization/devices", R"({"name": "x"})", "application/json")->status, 400);
+  EXPECT_EQ(as_admin->Delete("/v2/customization/devices/c")->status, 200);
+  EXPECT_EQ(d.as(token_c)->Get("/v2/customization/devices/c")->status, 401);
+  EXPECT_EQ(as_admin->Delete("/v2/customization/devices/c")->status, 404);  // not active
+  EXPECT_EQ(read_device_registry(d.registry).size(), 3u);
+}
+
+TEST(CustomizationDevices, RevokedAndUnknownTokensGet401Everywhere) {
+  DeviceHarness d(fake_runner());
+  CustomizationClient admin(d.h->client_options());
+  admin.upload_samples("b", views(samples(2)), {1, 28, 28});
+  const std::string job_b = admin.wait_for_job(admin.submit_job("b", json::object())["id"], 20)["id"];
+  auto as_b = d.as(d.token_b);
+  EXPECT_EQ(as_b->Get("/v2/customization/devices/b")->status, 200);
+
+  // Revoked through the file, as `edgefm devices revoke` does, while the service runs.
+  revoke_registry_device(d.registry, "b");
+  for (const auto& [what, status] : every_endpoint(*as_b, "b", job_b)) {
+    EXPECT_EQ(status, 401) << what;
+  }
+  EXPECT_EQ(as_b->Get("/v2/models/fm")->status, 401);
+  auto stranger = d.as("edgefm-not-a-token");
+  for (const auto& [what, status] : every_endpoint(*stranger, "a", job_b)) {
+    EXPECT_EQ(status, 401) << what;
+  }
+  // A new token for b works; the old one stays refused; b's data are still there.
+  const std::string renewed = add_registry_device(d.registry, "b");
+  EXPECT_EQ(d.as(renewed)->Get("/v2/customization/devices/b")->status, 200);
+  EXPECT_EQ(as_b->Get("/v2/customization/devices/b")->status, 401);
+  EXPECT_EQ(admin.device("b")["samples"], 2);
+}
+
+TEST(CustomizationDevices, WithoutARegistryTheSharedTokenReachesEveryDevice) {
+  Harness h(fake_runner());
+  auto c = h.raw();
+  EXPECT_EQ(c->Get("/v2/customization/devices/x")->status, 200);
+  EXPECT_EQ(c->Get("/v2/customization/devices")->status, 404);  // no registry to list
+  EXPECT_EQ(h.raw(false)->Get("/v2/customization/devices/x")->status, 401);
+}
+
+// ---- jobs for many devices ---------------------------------------------------------------
+
+TEST(CustomizationJobs, FairQueueTakesDevicesInTurnAndNeverTwoOfOneDevice) {
+  FairJobQueue q;
+  for (const auto& [device, id] : std::vector<std::pair<std::string, std::string>>{
+           {"a", "a1"}, {"a", "a2"}, {"a", "a3"}, {"b", "b1"}, {"c", "c1"}, {"c", "c2"}}) {
+    q.push(device, id);
+  }
+  EXPECT_EQ(q.queued(), 6u);
+  EXPECT_EQ(q.pop()->second, "a1");
+  EXPECT_EQ(q.pop()->second, "b1");
+  EXPECT_EQ(q.pop()->second, "c1");
+  EXPECT_FALSE(q.pop().has_value());  // a and c have jobs waiting but one running each
+  EXPECT_EQ(q.running(), 3u);
+  q.finished("c");
+  EXPECT_EQ(q.pop()->second, "c2");   // the only device free
+  q.finished("a");
+  EXPECT_TRUE(q.remove("a3"));
+  EXPECT_FALSE(q.remove("a3"));
+  EXPECT_EQ(q.pop()->second, "a2");
+  EXPECT_EQ(q.queued(), 0u);
+  EXPECT_FALSE(q.pop().has_value());
+}
+
+// Two workers, three devices: jobs start in round robin order, never behind two jobs of one
+// other device. The runner records the order jobs start in and holds each until released.
+TEST(CustomizationJobs, TwoWorkersRunThreeDevicesJobsInFairOrder) {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<std::string> started;  // "device:n" in start order
+  size_t released = 0;
+  JobRunner runner = [&](const CustomizationJob& job, const JobProgress&) -> json {
+    size_t my_turn;
+    {
+      std::unique_lock lock(mutex);
+      started.push_back(job.device + ":" + job.request.value("n", std::string()));
+      my_turn = started.size();
+      changed.notify_all();
+      changed.wait(lock, [&] { return released >= my_turn; });
+    }
+    std::ofstream(job.output) << job.id;
+    return {{"arch", "tiny"}};
+  };
+  CustomizationOptions options = customization_default_options();
+  options.job_workers = 2;
+  Harness h(runner, {}, options);
+  for (const std::string device : {"a", "b", "c"}) {
+    h.service->add_samples(device, reinterpret_cast<const uint8_t*>(samples(1)[0].data()), 1);
+  }
+  auto wait_started = [&](size_t n) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, std::chrono::seconds(20), [&] { return started.size() >= n; });
+  };
+  // a's first job runs; a queues two more; b's first job runs on the second worker (a has
+  // one running); then b queues another and c two. Both workers are busy meanwhile.
+  h.service->submit_job("a", {{"n", "1"}});
+  ASSERT_TRUE(wait_started(1));
+  h.service->submit_job("a", {{"n", "2"}});
+  h.service->submit_job("a", {{"n", "3"}});
+  h.service->submit_job("b", {{"n", "1"}});
+  ASSERT_TRUE(wait_started(2));
+  h.service->submit_job("b", {{"n", "2"}});
+  h.service->submit_job("c", {{"n", "1"}});
+  h.service->submit_job("c", {{"n", "2"}});
+  // Release the jobs one by one in start order; each release lets exactly one job start.
+  for (size_t i = 1; i <= 7; ++i) {
+    {
+      std::lock_guard lock(mutex);
+      released = i;
+      changed.notify_all();
+    }
+    if (i + 2 <= 7) {
+      ASSERT_TRUE(wait_started(i + 2)) << "after releasing " << i;
+    }
+  }
+  ASSERT_TRUE(h.service->wait_idle(20));
+  const std::vector<std::string> expected = {"a:1", "b:1", "a:2", "b:2", "c:1", "a:3", "c:2"};
+  EXPECT_EQ(started, expected);
+  // The fairness promise, checked on the order itself: once a job is next in its device's
+  // line (queued, and the device's previous job started), at most one job of each other
+  // device starts before it. Every job from started[2] on was queued before it started.
+  for (size_t i = 2; i < started.size(); ++i) {
+    size_t from = 2;
+    for (size_t k = 0; k < i; ++k) {
+      if (started[k][0] == started[i][0]) from = std::max(from, k + 1);
+    }
+    std::map<char, int> ahead;
+    for (size_t k = from; k < i; ++k) ++ahead[started[k][0]];
+    for (const auto& [device, n] : ahead) {
+      EXPECT_LE(n, 1) << started[i] << " waited behind " << n << " jobs of " << device;
+    }
+  }
+  // A plain first-come order would have run a:2 and a:3 before c:1.
+}
+
+TEST(CustomizationJobs, QuotaEvictsTheOldestSamplesAndMetricsCountThem) {
+  CustomizationOptions options = customization_default_options();
+  options.max_samples_per_device = 3;
+  Seen seen;
+  Harness h(fake_runner(&seen), {}, options);
+  CustomizationClient client(h.client_options());
+  auto s = samples(5);
+  EXPECT_EQ(client.upload_samples("cam", {s[0], s[1]}, {1, 28, 28}).stored, 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // distinct file times
+  auto ack = client.upload_samples("cam", {s[2], s[3], s[4]}, {1, 28, 28});
+  EXPECT_EQ(ack.added, 3u);
+  EXPECT_EQ(ack.stored, 3u);
+  const auto dir = h.root / "cam" / "samples";
+  EXPECT_FALSE(fs::exists(dir / (sha256_hex(s[0]) + ".u8")));
+  EXPECT_FALSE(fs::exists(dir / (sha256_hex(s[1]) + ".u8")));
+  for (int i = 2; i < 5; ++i) EXPECT_TRUE(fs::exists(dir / (sha256_hex(s[i]) + ".u8"))) << i;
+  // Another device has a quota of its own.
+  EXPECT_EQ(client.upload_samples("other", {s[0]}, {1, 28, 28}).stored, 1u);
+  // The job sees the kept samples only.
+  ASSERT_EQ(client.wait_for_job(client.submit_job("cam", json::object())["id"], 20)["state"], "done");
+  {
+    std::lock_guard lock(seen.mutex);
+    EXPECT_EQ(seen.jobs.at(0).sample_count(), 3u);
+  }
+  const std::string metrics = h.server->metrics_text();
+  EXPECT_NE(metrics.find("edgefm_customization_samples{device=\"cam\"} 3"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("edgefm_customization_samples{device=\"other\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("edgefm_customization_samples_evicted_total{device=\"cam\"} 2"), std::string::npos);
+  EXPECT_NE(metrics.find("edgefm_customization_jobs{state=\"queued\"} 0"), std::string::npos);
+  EXPECT_NE(metrics.find("edgefm_customization_jobs{state=\"running\"} 0"), std::string::npos);
+  // The same text over HTTP.
+  auto res = h.raw(false)->Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_NE(res->body.find("edgefm_customization_samples_evicted_total{device=\"cam\"} 2"), std::string::npos);
+}
+
+TEST(CustomizationJobs, ALoweredQuotaAppliesWhenTheServiceStarts) {
+  const fs::path root = fresh_dir("quota");
+  auto s = samples(4);
+  {
+    Harness h(fake_runner(), {}, customization_default_options(), root);
+    CustomizationClient client(h.client_options());
+    for (const auto& sample : s) {
+      client.upload_samples("cam", {sample}, {1, 28, 28});
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // distinct file times
+    }
+  }
+  CustomizationOptions options = customization_default_options();
+  options.max_samples_per_device = 2;
+  Harness h(fake_runner(), {}, options, root);
+  EXPECT_EQ(h.service->sample_count("cam"), 2u);
+  const auto dir = root / "cam" / "samples";
+  EXPECT_FALSE(fs::exists(dir / (sha256_hex(s[0]) + ".u8")));
+  EXPECT_FALSE(fs::exists(dir / (sha256_hex(s[1]) + ".u8")));
+  EXPECT_TRUE(fs::exists(dir / (sha256_hex(s[3]) + ".u8")));
+  EXPECT_NE(h.server->metrics_text().find("edgefm_customization_samples_evicted_total{device=\"cam\"} 2"),
+            std::string::npos);
+  fs::remove_all(root);
+}
+
+TEST(CustomizationJobs, MetricsShowJobsQueuedAndRunning) {
+  Gate gate;
+  Harness h(fake_runner(nullptr, &gate));
+  CustomizationClient client(h.client_options());
+  client.upload_samples("cam", views(samples(1)), {1, 28, 28});
+  const std::string first = client.submit_job("cam", json::object())["id"];
+  client.submit_job("cam", json::object());
+  wait_until(client, first, "running");
+  const std::string metrics = h.server->metrics_text();
+  EXPECT_NE(metrics.find("edgefm_customization_jobs{state=\"queued\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("edgefm_customization_jobs{state=\"running\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("edgefm_customization_job_workers 1"), std::string::npos);
+  gate.release();
+  EXPECT_TRUE(h.service->wait_idle(20));
 }
 
 }  // namespace
