@@ -132,6 +132,7 @@ struct EdgeCommandOptions {
   std::string server = "http://127.0.0.1:8000";
   std::string token;
   std::string artifact_key_file;
+  std::string ca_cert;  // https:// servers: trusted certificates (PEM)
   std::string policy = "edgefm";
   double l_app_ms = route::kDefaultLAppMs;
   double threshold = std::numeric_limits<double>::quiet_NaN();
@@ -275,6 +276,7 @@ void run_edge(const EdgeCommandOptions& o) {
   options.fixed_threshold = o.threshold;
   options.client.url = o.server;
   options.client.token = o.token;
+  options.client.ca_cert_file = o.ca_cert;
   options.client.artifact_key = read_artifact_key(o.artifact_key_file);
   options.max_in_flight = o.max_in_flight;
   options.cloud_timeout_ms = o.cloud_timeout_ms;
@@ -642,6 +644,10 @@ void add_edge_command(CLI::App& app) {
                     "refusing the token, or rejecting requests (default: say so and answer from "
                     "the edge)");
   command->add_option("--token", options->token, "bearer token of the cloud service");
+  command->add_option("--ca-cert", options->ca_cert,
+                      "with an https:// --server: trust the certificates in this PEM file "
+                      "(default: the system's); the server's certificate is always verified")
+      ->check(CLI::ExistingFile);
   command->add_option("--artifact-key-file", options->artifact_key_file,
                       "install only new models whose metadata is signed with the secret in this "
                       "file (the one `serve --artifact-key-file` signs with); unsigned or altered "

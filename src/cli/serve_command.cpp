@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/config_file.h"
+#include "cloud/tls_front.h"
 #include "cli/options.h"
 #include "cloud/customization.h"
 #include "cloud/server.h"
@@ -34,6 +35,7 @@ struct ServeCommandOptions {
   size_t max_samples_per_device = 0;
   std::string devices;  // the device registry file; empty: one shared token
   std::string artifact_key_file;
+  std::string tls_cert, tls_key;  // both: serve HTTPS only (cloud/tls_front.h)
 };
 
 volatile std::sig_atomic_t g_serve_stop_signal = 0;
@@ -78,12 +80,32 @@ void run_serve(ServeCommandOptions& o) {
     extensions.push_back(customization->extension());
     o.server.accept_token = customization->token_check();
   }
+  // With TLS the HTTP server listens on loopback only, behind the terminator.
+  const bool tls = !o.tls_cert.empty();
+  const std::string public_host = o.server.host;
+  const int public_port = o.server.port;
+  if (tls) {
+    o.server.host = "127.0.0.1";
+    o.server.port = 0;
+  }
   cloud::CloudServer server(fm, o.server, std::move(extensions));
-  if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(server.port()) + "\n");
+  std::unique_ptr<cloud::TlsFront> tls_front;
+  if (tls) {
+    cloud::TlsFrontOptions t;
+    t.host = public_host;
+    t.port = public_port;
+    t.backend_port = server.port();
+    t.cert_file = o.tls_cert;
+    t.key_file = o.tls_key;
+    tls_front = std::make_unique<cloud::TlsFront>(t);
+  }
+  const int port = tls ? tls_front->port() : server.port();
+  const std::string url = tls ? "https://" + public_host + ":" + std::to_string(port) : server.url();
+  if (!o.port_file.empty()) write_text_file(o.port_file, std::to_string(port) + "\n");
   std::fprintf(stderr,
                "[serve] listening on %s: models '%s' (%s, %s -> %d, %zu classes) and '%s'; "
                "max batch %d, max queue delay %lld us, %d threads, device %s, auth %s\n",
-               server.url().c_str(), o.server.image_model.c_str(), fm.version.c_str(),
+               url.c_str(), o.server.image_model.c_str(), fm.version.c_str(),
                fm.spec().describe().c_str(), fm.image->embedding_dim(),
                fm.pool.size(), o.server.text_model.c_str(), o.server.max_batch,
                static_cast<long long>(o.server.max_queue_delay_us), o.server.threads,
@@ -102,6 +124,7 @@ void run_serve(ServeCommandOptions& o) {
   std::fprintf(stderr, "[serve] signal %d: finishing requests in flight\n",
                static_cast<int>(g_serve_stop_signal));
   std::fflush(stderr);
+  if (tls_front) tls_front->stop();
   server.stop();
   if (customization) customization->stop();  // a running job stops at its next step
   sigaction(SIGINT, &old_int, nullptr);
@@ -234,6 +257,16 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--json", options->json_path,
                       "on exit, write batching totals (image_requests, images, batches, "
                       "mean_batch_rows, mean_queue_us, ...) to this JSON file");
+  CLI::Option* cert =
+      command->add_option("--tls-cert", options->tls_cert,
+                          "serve HTTPS only, with this PEM certificate (chain); plain HTTP is "
+                          "refused (docs/deploy.md)")
+          ->check(CLI::ExistingFile);
+  CLI::Option* key = command->add_option("--tls-key", options->tls_key,
+                                         "the PEM private key of --tls-cert")
+                         ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
   add_config_option(*command);
   command->callback([options] { run_serve(*options); });
 }

@@ -74,6 +74,9 @@ struct OipClient::Impl {
     http.set_read_timeout(to_micros(options.read_timeout_s));
     http.set_write_timeout(to_micros(options.write_timeout_s));
     if (!options.token.empty()) http.set_bearer_token_auth(options.token);
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+    if (!options.ca_cert_file.empty()) http.set_ca_cert_path(options.ca_cert_file.c_str());
+#endif
   }
 
   // One call with bounded retries on connection failures. Returns the answer whatever its

@@ -42,6 +42,9 @@ enum class ImageUpload {
 
 struct ClientOptions {
   std::string url = "http://127.0.0.1:8000";  // scheme://host:port of the server
+  // https:// URLs: the server's certificate is verified against this PEM file of trusted
+  // certificates (empty: the system's).
+  std::string ca_cert_file;
   std::string token;                          // sent as "Authorization: Bearer <token>"
   double connect_timeout_s = 2.0;
   double read_timeout_s = 10.0;               // a call that waits longer fails, no retry
