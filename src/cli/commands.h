@@ -27,5 +27,6 @@ void add_edge_command(CLI::App& app);       // edge (edge runtime on a replayed 
 void add_experiment_command(CLI::App& app); // experiment (serve + link + edge per trace, policy)
 void add_classes_command(CLI::App& app);    // classes add | remove | list (runtime classes)
 void add_scenario_command(CLI::App& app);   // scenario (open-set scenario, the whole loop live)
+void add_fleet_command(CLI::App& app);      // fleet (N simulated devices against one serve)
 
 }  // namespace edgefm::cli

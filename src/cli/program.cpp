@@ -37,6 +37,7 @@ void add_commands(CLI::App& app) {
   add_experiment_command(app);
   add_classes_command(app);
   add_scenario_command(app);
+  add_fleet_command(app);
   check_numeric_options(app);
 }
 

@@ -1,0 +1,498 @@
+#include "harness/fleet.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "cloud/client.h"
+#include "common/error.h"
+#include "common/json_lines.h"
+#include "common/progress.h"
+#include "common/provenance.h"
+#include "common/table.h"
+#include "data/dataset.h"
+#include "data/split.h"
+#include "edge/runtime.h"
+#include "edge/stream.h"
+#include "eval/metrics.h"
+#include "eval/report.h"
+#include "harness/experiment.h"
+#include "harness/process.h"
+#include "net/link.h"
+#include "net/trace.h"
+
+namespace edgefm::harness {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::vector<fs::path> resolve_traces(const FleetOptions& o) {
+  const fs::path dir = o.trace_dir.empty() ? default_trace_dir() : o.trace_dir;
+  std::vector<fs::path> traces;
+  if (o.traces.empty()) {
+    if (!fs::is_directory(dir)) {
+      throw Error("fleet: no trace folder at '" + dir.string() + "' (set --trace-dir or EDGEFM_TRACE_DIR)");
+    }
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.is_regular_file() && entry.path().extension() == ".up") traces.push_back(entry.path());
+    }
+    std::sort(traces.begin(), traces.end());
+    if (traces.empty()) throw Error("fleet: no *.up traces in '" + dir.string() + "'");
+    return traces;
+  }
+  for (const auto& t : o.traces) {
+    fs::path p = t;
+    if (!fs::exists(p)) p = dir / t;
+    if (!fs::exists(p) && p.extension() != ".up") p = dir / (t + ".up");
+    if (!fs::exists(p)) {
+      throw Error("fleet: trace '" + t + "' is neither a file nor a trace in '" + dir.string() + "'");
+    }
+    traces.push_back(p);
+  }
+  return traces;
+}
+
+std::string device_name(size_t index) {
+  char name[32];
+  std::snprintf(name, sizeof name, "device-%03zu", index);
+  return name;
+}
+
+// One simulated device: its link to the service, its runtime and what came back.
+struct Device {
+  FleetDeviceRow row;
+  fs::path dir;
+  std::vector<size_t> order;             // its share of the stream (dataset indices)
+  std::unique_ptr<JsonLinesLog> log;     // state folder: answers.jsonl
+  std::vector<edge::Answer> answers;     // the sink runs one call at a time per runtime
+  std::atomic<size_t> answered{0};
+  size_t fed = 0;
+  std::string error;                     // what stopped its replay, if anything
+  // Destroyed first (members go in reverse): the runtime drains into the sink above, then
+  // the link closes.
+  std::unique_ptr<net::LinkEmulator> link;
+  std::unique_ptr<edge::EdgeRuntime> runtime;
+};
+
+void check_options(const FleetOptions& o) {
+  if (o.devices == 0) fail_expected("fleet --devices", "at least 1 device", "0");
+  if (!(o.rate > 0.0)) fail_expected("fleet --rate", "samples/s > 0", std::to_string(o.rate));
+  if (!(o.l_app_ms > 0.0)) fail_expected("fleet --l-app-ms", "> 0", std::to_string(o.l_app_ms));
+  if (!(o.trace_offset_s >= 0.0)) {
+    fail_expected("fleet --trace-offset-s", ">= 0", std::to_string(o.trace_offset_s));
+  }
+  if (o.delay_ms < 0) fail_expected("fleet --delay-ms", ">= 0", std::to_string(o.delay_ms));
+  if (o.max_in_flight < 1) {
+    fail_expected("fleet --max-in-flight", ">= 1", std::to_string(o.max_in_flight));
+  }
+  edge::parse_policy(o.policy);
+}
+
+}  // namespace
+
+FleetOptions fleet_default_options() { return FleetOptions{}; }
+
+json FleetDeviceRow::to_json() const {
+  return {{"device", device},
+          {"trace", trace},
+          {"trace_offset_s", trace_offset_s},
+          {"samples", samples},
+          {"answers", answers},
+          {"lost", lost},
+          {"accuracy", accuracy},
+          {"offload_ratio", offload_ratio},
+          {"latency_ms_mean", latency_ms_mean},
+          {"latency_ms_p50", latency_ms_p50},
+          {"latency_ms_p99", latency_ms_p99},
+          {"slo_violation_rate", slo_violation_rate},
+          {"edge", edge},
+          {"cloud", cloud},
+          {"fallback", fallback},
+          {"budget", budget},
+          {"cloud_calls", cloud_calls},
+          {"bytes_up", bytes_up},
+          {"threshold_final", std::isfinite(threshold_final)
+                                  ? json(threshold_final)
+                                  : json(threshold_final < 0 ? "-inf" : "+inf")}};
+}
+
+json FleetResult::to_json() const {
+  json rows_json = json::array();
+  for (const auto& r : rows) rows_json.push_back(r.to_json());
+  return {{"devices", rows.size()},
+          {"samples", samples},
+          {"answers", answers},
+          {"lost_answers", lost_answers},
+          {"duration_s", duration_s},
+          {"cloud_requests", cloud_requests},
+          {"cloud_requests_per_s", cloud_requests_per_s},
+          {"cloud_p50_ms", cloud_p50_ms},
+          {"cloud_p99_ms", cloud_p99_ms},
+          {"cloud_call_p50_ms", cloud_call_p50_ms},
+          {"cloud_call_p99_ms", cloud_call_p99_ms},
+          {"latency_ms_p99", latency_ms_p99},
+          {"device_p99_max_ms", device_p99_max_ms},
+          {"accuracy", accuracy},
+          {"offload_ratio", offload_ratio},
+          {"slo_violation_rate", slo_violation_rate},
+          {"interrupted", interrupted},
+          {"rows", rows_json}};
+}
+
+FleetResult run_fleet(const FleetOptions& o) {
+  check_options(o);
+  const std::string program = o.program.empty() ? self_executable() : o.program;
+  const std::vector<fs::path> trace_paths = resolve_traces(o);
+  std::vector<net::Trace> traces;
+  for (const auto& p : trace_paths) traces.push_back(net::Trace::load(p));  // fails early
+
+  // The stream and each device's share of it.
+  const data::DatasetDescription description =
+      o.data_path.empty() ? data::fashion_mnist_description() : data::load_description(o.data_path);
+  const data::Dataset dataset = data::load_dataset(description, data::Part::test);
+  data::Split split = o.split_path.empty() ? data::default_split() : data::load_split(o.split_path);
+  data::check_split(split, static_cast<int>(dataset.class_names.size()));
+  const std::vector<size_t> stream = data::stream_order(dataset, split);
+  if (stream.empty()) throw Error("fleet: the test stream has no samples");
+  const size_t per_device = o.samples > 0 ? o.samples : std::max<size_t>(1, stream.size() / o.devices);
+
+  const bool needs_profile = o.policy == "edgefm" || o.policy == "fixed";
+  const edge::EdgeModel probe_model = edge::load_edge_model(o.student, needs_profile);
+  data::check_same_spec(probe_model.encoder->spec(), "the student", dataset.spec, "the stream");
+  const models::ImageShape shape = probe_model.encoder->input_shape();
+
+  const fs::path out_dir = o.out_dir;
+  const fs::path devices_dir = out_dir / "devices";
+  fs::create_directories(devices_dir);
+
+  // The cloud service, with its customization extension; enough connections for every
+  // device's workers.
+  const fs::path port_file = out_dir / "serve.port";
+  fs::remove(port_file);
+  const size_t connections = o.devices * static_cast<size_t>(o.max_in_flight + 2) + 64;
+  const std::vector<std::string> serve_args = local_serve_arguments(
+      o.fm, o.fm_args, port_file.string(),
+      {"--max-batch", std::to_string(o.max_batch), "--max-connections", std::to_string(connections),
+       "--max-queued-requests", std::to_string(std::max<size_t>(256, connections)),
+       "--customization-dir", (out_dir / "cloud").string(), "--json",
+       (out_dir / "serve.json").string()},
+      o.token);
+  std::fprintf(stderr, "[fleet] starting the cloud service (%s)\n", o.fm.c_str());
+  ChildProcess serve(program, serve_args, (out_dir / "serve.log").string());
+  auto check_stop = [&o] {
+    if (o.stop != nullptr && o.stop->load()) throw Error("fleet interrupted by a signal");
+  };
+  const int serve_port = wait_for_port_file(serve, port_file, std::chrono::seconds(300), check_stop);
+  cloud::ClientOptions client_options = cloud::client_default_options();
+  client_options.url = "http://127.0.0.1:" + std::to_string(serve_port);
+  client_options.token = o.token;
+  double t_cloud_ms = 0.0;
+  {
+    cloud::OipClient client(client_options);
+    client.wait_until_ready(60.0);
+    t_cloud_ms = measure_service_time_ms(client, shape);
+  }
+
+  // The devices: a link each (its trace, offset), a runtime each, a state folder each.
+  const double rtt_ms = 2.0 * static_cast<double>(o.delay_ms);
+  std::vector<std::unique_ptr<Device>> devices;
+  for (size_t d = 0; d < o.devices; ++d) {
+    auto device = std::make_unique<Device>();
+    Device& dev = *device;
+    dev.row.device = device_name(d);
+    dev.dir = devices_dir / dev.row.device;
+    fs::create_directories(dev.dir);
+    fs::remove(dev.dir / "answers.jsonl");
+    const net::Trace& trace = traces[d % traces.size()];
+    const double period_s = static_cast<double>(trace.period_ms()) / 1000.0;
+    dev.row.trace = trace_paths[d % traces.size()].stem().string();
+    dev.row.trace_offset_s = std::fmod(static_cast<double>(d) * o.trace_offset_s, period_s);
+    for (size_t i = 0; i < per_device; ++i) {
+      dev.order.push_back(stream[(d * per_device + i) % stream.size()]);
+    }
+
+    net::LinkOptions link = net::link_default_options();
+    link.upstream_port = static_cast<uint16_t>(serve_port);
+    link.uplink_trace = trace;
+    link.delay_ms = o.delay_ms;
+    link.trace_offset_s = dev.row.trace_offset_s;
+    link.seed = d + 1;
+    dev.link = std::make_unique<net::LinkEmulator>(link);
+
+    edge::RuntimeOptions r = edge::runtime_default_options();
+    r.policy = edge::parse_policy(o.policy);
+    r.l_app_ms = o.l_app_ms;
+    r.client = client_options;
+    r.client.url = "http://127.0.0.1:" + std::to_string(dev.link->port());
+    r.max_in_flight = o.max_in_flight;
+    r.cloud_timeout_ms = o.cloud_timeout_ms;
+    r.estimator.nominal_rtt_ms = rtt_ms;
+    r.estimator.nominal_uplink_bps = o.nominal_uplink_mbps * 1e6;
+    r.nominal_cloud_ms = t_cloud_ms;
+    r.seed = d + 1;
+    dev.log = std::make_unique<JsonLinesLog>((dev.dir / "answers.jsonl").string());
+    dev.answers.reserve(per_device);
+    Device* self = &dev;
+    dev.runtime = std::make_unique<edge::EdgeRuntime>(
+        edge::load_edge_model(o.student, needs_profile), r, [self](const edge::Answer& a) {
+          self->answers.push_back(a);
+          self->log->write(edge::answer_to_json(a));
+          self->answered.fetch_add(1);
+        });
+    devices.push_back(std::move(device));
+  }
+  const size_t total = o.devices * per_device;
+  std::fprintf(stderr,
+               "[fleet] %zu devices x %zu samples at %.1f/s each against the cloud on port %d "
+               "(service time %.2f ms); policy %s, L_app %.1f ms, %zu traces, delay %lld ms\n",
+               o.devices, per_device, o.rate, serve_port, t_cloud_ms, o.policy.c_str(), o.l_app_ms,
+               traces.size(), static_cast<long long>(o.delay_ms));
+  std::fflush(stderr);
+
+  // Every device replays on a thread of its own, staggered evenly over one arrival interval.
+  const Clock::time_point start = Clock::now();
+  std::atomic<bool> stop_replay{false};
+  std::atomic<size_t> finished{0};  // device threads done (replayed and drained, or failed)
+  std::vector<std::thread> threads;
+  for (size_t d = 0; d < devices.size(); ++d) {
+    Device* dev = devices[d].get();
+    const auto offset = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+        static_cast<double>(d) / (static_cast<double>(devices.size()) * o.rate)));
+    threads.emplace_back([dev, &dataset, &o, &stop_replay, &finished, start, offset] {
+      std::this_thread::sleep_until(start + offset);
+      try {
+        dev->fed = edge::replay(*dev->runtime, dataset, dev->order, o.rate, &stop_replay);
+        dev->runtime->drain();
+      } catch (const std::exception& e) {
+        dev->error = e.what();
+      }
+      finished.fetch_add(1);
+    });
+  }
+  Progress progress("fleet", static_cast<int64_t>(total), "answers");
+  std::string failure;
+  bool interrupted = false;
+  auto answered_total = [&] {
+    size_t n = 0;
+    for (const auto& dev : devices) n += dev->answered.load();
+    return n;
+  };
+  const double expected_s = static_cast<double>(per_device) / o.rate;
+  const Clock::time_point hard_deadline =
+      start + std::chrono::seconds(120 + static_cast<int64_t>(3.0 * expected_s));
+  for (;;) {
+    const size_t done = answered_total();
+    if (finished.load() == devices.size()) break;
+    if (o.stop != nullptr && o.stop->load() && !stop_replay.load()) {
+      interrupted = true;
+      stop_replay = true;
+    }
+    if (failure.empty() && !serve.running()) {
+      failure = "the cloud service exited during the run; its log ends:\n" + serve.log_tail();
+      stop_replay = true;
+    }
+    if (failure.empty() && Clock::now() > hard_deadline) {
+      failure = "the fleet did not finish in time (" + std::to_string(done) + " of " +
+                std::to_string(total) + " answers)";
+      stop_replay = true;
+    }
+    if (stop_replay.load()) break;  // the replays return, the runtimes drain: joined below
+    progress.update(static_cast<int64_t>(done));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  for (auto& t : threads) {
+    if (t.joinable()) t.join();
+  }
+  const Clock::time_point end = Clock::now();
+  progress.finish();
+
+  // Every runtime drained (each thread drained its own); the links and runtimes go before
+  // the service.
+  FleetResult result;
+  result.interrupted = interrupted;
+  std::vector<double> server_ms, call_ms, all_latency;
+  size_t correct = 0, with_truth = 0, offloaded = 0, late = 0;
+  for (auto& dev_ptr : devices) {
+    Device& dev = *dev_ptr;
+    if (!dev.error.empty() && failure.empty()) failure = dev.row.device + ": " + dev.error;
+    const edge::RuntimeStats stats = dev.runtime->stats();
+    FleetDeviceRow& row = dev.row;
+    row.samples = dev.fed;
+    std::set<uint64_t> ids;
+    for (const auto& a : dev.answers) ids.insert(a.id);
+    row.answers = ids.size();
+    row.lost = row.samples > row.answers ? row.samples - row.answers : 0;
+    row.cloud_calls = stats.cloud_calls;
+    row.bytes_up = stats.bytes_up;
+    row.threshold_final = stats.threshold;
+    if (!dev.answers.empty()) {
+      const edge::StreamSummary s = edge::summarize_answers(dev.answers, o.l_app_ms, stats.bytes_up);
+      row.accuracy = s.accuracy;
+      row.offload_ratio = s.offload_ratio;
+      row.latency_ms_mean = s.latency.mean_ms;
+      row.latency_ms_p50 = s.latency.p50_ms;
+      row.latency_ms_p99 = s.latency.p99_ms;
+      row.slo_violation_rate = s.slo_violation_rate;
+      row.edge = s.edge;
+      row.cloud = s.cloud;
+      row.fallback = s.fallback;
+      row.budget = s.budget;
+    }
+    for (const auto& a : dev.answers) {
+      all_latency.push_back(a.latency_ms);
+      if (a.route == edge::AnswerRoute::cloud) {
+        if (a.server_ms >= 0.0) server_ms.push_back(a.server_ms);
+        call_ms.push_back(a.cloud_ms);
+      }
+      if (a.route == edge::AnswerRoute::cloud || a.route == edge::AnswerRoute::fallback) ++offloaded;
+      if (a.latency_ms > o.l_app_ms) ++late;
+      if (!a.truth.empty()) {
+        ++with_truth;
+        if (a.correct) ++correct;
+      }
+    }
+    result.samples += row.samples;
+    result.answers += row.answers;
+    result.lost_answers += row.lost;
+    result.cloud_requests += row.cloud_calls;
+    result.device_p99_max_ms = std::max(result.device_p99_max_ms, row.latency_ms_p99);
+    result.rows.push_back(row);
+  }
+  devices.clear();  // runtimes (their workers) and links stop here
+  serve.stop();
+
+  result.duration_s = seconds_between(start, end);
+  result.cloud_requests_per_s =
+      result.duration_s > 0.0 ? static_cast<double>(result.cloud_requests) / result.duration_s : 0.0;
+  if (!server_ms.empty()) {
+    result.cloud_p50_ms = eval::percentile(server_ms, 50);
+    result.cloud_p99_ms = eval::percentile(server_ms, 99);
+  }
+  if (!call_ms.empty()) {
+    result.cloud_call_p50_ms = eval::percentile(call_ms, 50);
+    result.cloud_call_p99_ms = eval::percentile(call_ms, 99);
+  }
+  if (!all_latency.empty()) {
+    const double n = static_cast<double>(all_latency.size());
+    result.latency_ms_p99 = eval::percentile(all_latency, 99);
+    result.offload_ratio = static_cast<double>(offloaded) / n;
+    result.slo_violation_rate = static_cast<double>(late) / n;
+  }
+  if (with_truth > 0) result.accuracy = static_cast<double>(correct) / static_cast<double>(with_truth);
+
+  // results.json, results.csv
+  json results = result.to_json();
+  std::vector<std::string> trace_names;
+  for (const auto& p : trace_paths) trace_names.push_back(p.string());
+  results["setup"] = {{"fm", o.fm},
+                      {"student", o.student},
+                      {"policy", o.policy},
+                      {"samples_per_device", per_device},
+                      {"rate", o.rate},
+                      {"l_app_ms", o.l_app_ms},
+                      {"delay_ms", o.delay_ms},
+                      {"trace_offset_s", o.trace_offset_s},
+                      {"traces", trace_names},
+                      {"max_in_flight", o.max_in_flight},
+                      {"max_batch", o.max_batch},
+                      {"t_cloud_ms_measured", t_cloud_ms},
+                      {"link", "in-process (net/link.h), one per device"}};
+  results["provenance"] = provenance();
+  write_json_file(out_dir / "results.json", results);
+  std::vector<std::vector<eval::CsvCell>> csv_rows;
+  for (const auto& r : result.rows) {
+    csv_rows.push_back({r.device, r.trace, r.trace_offset_s, r.samples, r.answers, r.lost,
+                        r.accuracy, r.offload_ratio, r.latency_ms_mean, r.latency_ms_p50,
+                        r.latency_ms_p99, r.slo_violation_rate, r.edge, r.cloud, r.fallback,
+                        r.budget, r.cloud_calls, r.bytes_up});
+  }
+  eval::write_csv(out_dir / "results.csv",
+                  {"device", "trace", "trace_offset_s", "samples", "answers", "lost", "accuracy",
+                   "offload_ratio", "latency_ms_mean", "latency_ms_p50", "latency_ms_p99",
+                   "slo_violation_rate", "edge", "cloud", "fallback", "budget", "cloud_calls",
+                   "bytes_up"},
+                  csv_rows);
+
+  // The plot: each device's p50 and p99 against L_app.
+  std::vector<std::string> images;
+  {
+    eval::Series p50{"p50", {}, {}}, p99{"p99", {}, {}}, budget{"L_app", {}, {}};
+    for (size_t i = 0; i < result.rows.size(); ++i) {
+      const double x = static_cast<double>(i);
+      p50.x.push_back(x);
+      p50.y.push_back(result.rows[i].latency_ms_p50);
+      p99.x.push_back(x);
+      p99.y.push_back(result.rows[i].latency_ms_p99);
+    }
+    budget.x = {0.0, static_cast<double>(std::max<size_t>(1, result.rows.size()) - 1)};
+    budget.y = {o.l_app_ms, o.l_app_ms};
+    if (eval::plot_lines(out_dir / "latency_by_device.png",
+                         "End-to-end latency per device (" + std::to_string(result.rows.size()) +
+                             " devices, one cloud)",
+                         "device", "latency (ms)", {p50, p99, budget})) {
+      images.push_back("latency_by_device.png");
+    }
+  }
+
+  // results.md
+  eval::MarkdownReport report("EdgeFM fleet benchmark");
+  report.paragraph(
+      std::to_string(result.rows.size()) + " simulated devices (edge runtimes in one process, "
+      "each behind its own in-process link emulator: a bundled uplink trace from its own offset, "
+      "one-way delay " + std::to_string(o.delay_ms) + " ms) against one `edgefm serve` (FM `" +
+      o.fm + "`). Each device replays " + std::to_string(per_device) + " samples of the test "
+      "stream at " + fmt_num(o.rate, 1) + " samples/s with student `" + o.student + "`, policy " +
+      o.policy + ", L_app " + fmt_num(o.l_app_ms, 1) + " ms. Cloud p50/p99: the service's own "
+      "time per answered request (as it reports it); call p99: as the devices saw it, link "
+      "included. Lost: samples without an answer.");
+  Table totals({"devices", "answers", "lost", "cloud req/s", "cloud p50 ms", "cloud p99 ms",
+                "call p99 ms", "latency p99 ms", "worst device p99 ms", "accuracy", "offload",
+                "SLO viol."});
+  totals.add_row({std::to_string(result.rows.size()), std::to_string(result.answers),
+                  std::to_string(result.lost_answers), fmt_num(result.cloud_requests_per_s, 1),
+                  fmt_num(result.cloud_p50_ms, 2), fmt_num(result.cloud_p99_ms, 2),
+                  fmt_num(result.cloud_call_p99_ms, 1), fmt_num(result.latency_ms_p99, 1),
+                  fmt_num(result.device_p99_max_ms, 1), fmt_percent(result.accuracy),
+                  fmt_percent(result.offload_ratio), fmt_percent(result.slo_violation_rate)});
+  report.table(totals);
+  Table device_table({"device", "trace", "offset s", "answers", "lost", "accuracy", "offload",
+                    "p50 ms", "p99 ms", "SLO viol.", "fallback"});
+  for (const auto& r : result.rows) {
+    device_table.add_row({r.device, r.trace, fmt_num(r.trace_offset_s, 1), std::to_string(r.answers),
+                        std::to_string(r.lost), fmt_percent(r.accuracy),
+                        fmt_percent(r.offload_ratio), fmt_num(r.latency_ms_p50, 1),
+                        fmt_num(r.latency_ms_p99, 1), fmt_percent(r.slo_violation_rate),
+                        std::to_string(r.fallback)});
+  }
+  report.heading("Devices");
+  report.table(device_table);
+  for (const auto& image : images) report.image(image, image);
+  report.save(out_dir / "results.md");
+  std::fprintf(stderr,
+               "[fleet] %zu answers of %zu samples (%zu lost) in %.1f s; cloud %.1f requests/s, "
+               "p99 %.2f ms (call p99 %.1f ms); worst device p99 %.1f ms; wrote "
+               "%s/results.{json,csv,md}\n",
+               result.answers, result.samples, result.lost_answers, result.duration_s,
+               result.cloud_requests_per_s, result.cloud_p99_ms, result.cloud_call_p99_ms,
+               result.device_p99_max_ms, out_dir.string().c_str());
+  if (!failure.empty()) throw Error("fleet: " + failure);
+  if (interrupted) {
+    throw Error("fleet interrupted by a signal; the answers so far are in " + out_dir.string());
+  }
+  return result;
+}
+
+}  // namespace edgefm::harness
