@@ -1,5 +1,7 @@
 #include "harness/fleet.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -101,6 +103,24 @@ void check_options(const FleetOptions& o) {
   edge::parse_policy(o.policy);
 }
 
+// Every device holds up to max_in_flight connections to its link, which holds as many to the
+// service, plus its listening socket and its answer log: raise the soft limit on open files
+// to what that needs (at most the hard limit), or say up front that it cannot be had.
+void ensure_file_limit(const FleetOptions& o) {
+  const rlim_t needed =
+      static_cast<rlim_t>(o.devices) * static_cast<rlim_t>(3 * o.max_in_flight + 4) + 256;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed) {
+    throw Error("fleet: " + std::to_string(o.devices) + " devices with --max-in-flight " +
+                std::to_string(o.max_in_flight) + " need about " + std::to_string(needed) +
+                " open files, more than this process may open (" +
+                std::to_string(limit.rlim_max) + "); use fewer devices or raise `ulimit -Hn`");
+  }
+  limit.rlim_cur = needed;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 }  // namespace
 
 FleetOptions fleet_default_options() { return FleetOptions{}; }
@@ -154,6 +174,7 @@ json FleetResult::to_json() const {
 
 FleetResult run_fleet(const FleetOptions& o) {
   check_options(o);
+  ensure_file_limit(o);
   const std::string program = o.program.empty() ? self_executable() : o.program;
   const std::vector<fs::path> trace_paths = resolve_traces(o);
   std::vector<net::Trace> traces;
@@ -317,7 +338,8 @@ FleetResult run_fleet(const FleetOptions& o) {
     if (t.joinable()) t.join();
   }
   const Clock::time_point end = Clock::now();
-  progress.finish();
+  // A stopped run ends without a 100 % line; the summary below says how far it came.
+  if (!interrupted && failure.empty()) progress.finish();
 
   // Every runtime drained (each thread drained its own); the links and runtimes go before
   // the service.
