@@ -33,6 +33,11 @@ void run_fleet_command(harness::FleetOptions& o, const FmOptions& fm) {
                  fmt_num(result.device_p99_max_ms, 1), fmt_percent(result.accuracy),
                  fmt_percent(result.offload_ratio), fmt_percent(result.slo_violation_rate)});
   table.print(std::cout);
+  if (result.jobs > 0) {
+    std::cout << "customization jobs: " << result.jobs_done << " of " << result.jobs
+              << " done, waited p50 " << fmt_num(result.job_wait_ms_p50, 0) << " ms, max "
+              << fmt_num(result.job_wait_ms_max, 0) << " ms\n";
+  }
 }
 
 }  // namespace
@@ -108,6 +113,17 @@ void add_fleet_command(CLI::App& app) {
   command->add_option("--split", o.split_path, "split/schedule JSON of the stream order")
       ->check(CLI::ExistingFile);
   command->add_option("--token", o.token, "bearer token between the devices and the cloud service");
+  command->add_option("--jobs", o.jobs,
+                      "the first N devices also upload --job-uploads samples through their link and "
+                      "submit one customization job each when they start; their queueing delay is "
+                      "reported (the devices keep their model)")
+      ->capture_default_str();
+  command->add_option("--job-uploads", o.job_uploads, "samples each job's device uploads first")
+      ->capture_default_str()
+      ->check(positive_number());
+  command->add_option("--job-epochs", o.job_epochs, "distillation epochs of every job")
+      ->capture_default_str()
+      ->check(number_in(1, 1000));
   command->add_option("--out-dir", o.out_dir,
                       "output folder: results, serve's log, devices/<name>/answers.jsonl")
       ->capture_default_str();

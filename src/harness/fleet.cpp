@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "cloud/client.h"
+#include "cloud/customization_client.h"
 #include "common/error.h"
 #include "common/json_lines.h"
 #include "common/progress.h"
@@ -83,6 +85,9 @@ struct Device {
   std::atomic<size_t> answered{0};
   size_t fed = 0;
   std::string error;                     // what stopped its replay, if anything
+  bool submits_job = false;
+  json job_record;                       // the job's last record (empty: none)
+  std::string job_error;
   // Destroyed first (members go in reverse): the runtime drains into the sink above, then
   // the link closes.
   std::unique_ptr<net::LinkEmulator> link;
@@ -101,6 +106,44 @@ void check_options(const FleetOptions& o) {
     fail_expected("fleet --max-in-flight", ">= 1", std::to_string(o.max_in_flight));
   }
   edge::parse_policy(o.policy);
+  if (o.jobs > o.devices) {
+    fail_expected("fleet --jobs", "at most --devices (" + std::to_string(o.devices) + ")",
+                  std::to_string(o.jobs));
+  }
+  if (o.jobs > 0 && o.job_uploads == 0) fail_expected("fleet --job-uploads", ">= 1", "0");
+  if (o.job_epochs < 1) fail_expected("fleet --job-epochs", ">= 1", std::to_string(o.job_epochs));
+}
+
+// A device's customization job: uploads the first samples of its share through its link,
+// submits the job and follows it until it ends (or the fleet stops, or `deadline` passes:
+// then it is cancelled).
+void run_device_job(Device& dev, const data::Dataset& dataset, const cloud::ClientOptions& client,
+                    const json& request, size_t uploads, const std::atomic<bool>& stop,
+                    Clock::time_point deadline) {
+  try {
+    cloud::CustomizationClient service(client);
+    std::vector<std::string_view> batch;
+    for (size_t i = 0; i < uploads && i < dev.order.size(); ++i) {
+      batch.emplace_back(reinterpret_cast<const char*>(dataset.sample(dev.order[i])),
+                         dataset.sample_size());
+    }
+    service.upload_samples(dev.row.device, batch, dataset.spec.shape);
+    const json submitted = service.submit_job(dev.row.device, request);
+    const std::string id = json_field<std::string>(submitted, "id", "job record");
+    dev.job_record = submitted;
+    for (;;) {
+      dev.job_record = service.job(id);
+      const std::string state = dev.job_record.value("state", "");
+      if (state == "done" || state == "failed" || state == "cancelled") return;
+      if (stop.load() || Clock::now() > deadline) {
+        dev.job_record = service.cancel_job(id);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  } catch (const std::exception& e) {
+    dev.job_error = e.what();
+  }
 }
 
 // Every device holds up to max_in_flight connections to its link, which holds as many to the
@@ -126,7 +169,7 @@ void ensure_file_limit(const FleetOptions& o) {
 FleetOptions fleet_default_options() { return FleetOptions{}; }
 
 json FleetDeviceRow::to_json() const {
-  return {{"device", device},
+  json j = {{"device", device},
           {"trace", trace},
           {"trace_offset_s", trace_offset_s},
           {"samples", samples},
@@ -147,6 +190,12 @@ json FleetDeviceRow::to_json() const {
           {"threshold_final", std::isfinite(threshold_final)
                                   ? json(threshold_final)
                                   : json(threshold_final < 0 ? "-inf" : "+inf")}};
+  if (!job_state.empty()) {
+    j["job_state"] = job_state;
+    j["job_wait_ms"] = job_wait_ms;
+    j["job_run_ms"] = job_run_ms;
+  }
+  return j;
 }
 
 json FleetResult::to_json() const {
@@ -168,6 +217,10 @@ json FleetResult::to_json() const {
           {"accuracy", accuracy},
           {"offload_ratio", offload_ratio},
           {"slo_violation_rate", slo_violation_rate},
+          {"jobs", jobs},
+          {"jobs_done", jobs_done},
+          {"job_wait_ms_p50", job_wait_ms_p50},
+          {"job_wait_ms_max", job_wait_ms_max},
           {"interrupted", interrupted},
           {"rows", rows_json}};
 }
@@ -227,6 +280,27 @@ FleetResult run_fleet(const FleetOptions& o) {
     t_cloud_ms = measure_service_time_ms(client, shape);
   }
 
+  // Customization jobs: one device profile (this machine's, as `edgefm profile` measures it)
+  // and one job request for every job.
+  json job_request;
+  if (o.jobs > 0) {
+    const fs::path spec_file = out_dir / "sample-spec.json";
+    const fs::path profile_file = out_dir / "device-profile.json";
+    write_json_file(spec_file, data::to_json(dataset.spec));
+    std::fprintf(stderr, "[fleet] profiling the edge architectures for the jobs\n");
+    ChildProcess profile(program,
+                         {"profile", "--json", profile_file.string(), "--repetitions", "20",
+                          "--threads", "1", "--spec", spec_file.string()},
+                         (out_dir / "profile.log").string());
+    const std::optional<int> status = profile.wait_for(std::chrono::minutes(5));
+    if (!status || *status != 0) {
+      throw Error("fleet: `edgefm profile` failed; its log ends:\n" + profile.log_tail());
+    }
+    job_request = {{"profile", read_json_file(profile_file)},
+                   {"epochs", o.job_epochs},
+                   {"table_epochs", 1}};
+  }
+
   // The devices: a link each (its trace, offset), a runtime each, a state folder each.
   const double rtt_ms = 2.0 * static_cast<double>(o.delay_ms);
   std::vector<std::unique_ptr<Device>> devices;
@@ -234,6 +308,7 @@ FleetResult run_fleet(const FleetOptions& o) {
     auto device = std::make_unique<Device>();
     Device& dev = *device;
     dev.row.device = device_name(d);
+    dev.submits_job = d < o.jobs;
     dev.dir = devices_dir / dev.row.device;
     fs::create_directories(dev.dir);
     fs::remove(dev.dir / "answers.jsonl");
@@ -303,6 +378,24 @@ FleetResult run_fleet(const FleetOptions& o) {
       finished.fetch_add(1);
     });
   }
+  const double expected_s = static_cast<double>(per_device) / o.rate;
+  std::vector<std::thread> job_threads;
+  std::atomic<size_t> jobs_finished{0};
+  // A job takes a few seconds to a minute here; one worker runs them in turn.
+  const Clock::time_point job_deadline =
+      start + std::chrono::seconds(static_cast<int64_t>(expected_s) + 120 +
+                                   120 * static_cast<int64_t>(o.jobs));
+  for (auto& dev : devices) {
+    if (!dev->submits_job) continue;
+    cloud::ClientOptions job_client = client_options;
+    job_client.url = "http://127.0.0.1:" + std::to_string(dev->link->port());
+    job_client.read_timeout_s = 60.0;
+    job_threads.emplace_back([d = dev.get(), &dataset, job_client, &job_request, &o, &stop_replay,
+                              &jobs_finished, job_deadline] {
+      run_device_job(*d, dataset, job_client, job_request, o.job_uploads, stop_replay, job_deadline);
+      jobs_finished.fetch_add(1);
+    });
+  }
   Progress progress("fleet", static_cast<int64_t>(total), "answers");
   std::string failure;
   bool interrupted = false;
@@ -311,7 +404,6 @@ FleetResult run_fleet(const FleetOptions& o) {
     for (const auto& dev : devices) n += dev->answered.load();
     return n;
   };
-  const double expected_s = static_cast<double>(per_device) / o.rate;
   const Clock::time_point hard_deadline =
       start + std::chrono::seconds(120 + static_cast<int64_t>(3.0 * expected_s));
   for (;;) {
@@ -340,12 +432,25 @@ FleetResult run_fleet(const FleetOptions& o) {
   const Clock::time_point end = Clock::now();
   // A stopped run ends without a 100 % line; the summary below says how far it came.
   if (!interrupted && failure.empty()) progress.finish();
+  if (!job_threads.empty()) {
+    std::fprintf(stderr, "[fleet] replay done; waiting for %zu customization jobs\n",
+                 job_threads.size());
+    std::fflush(stderr);
+  }
+  while (jobs_finished.load() < job_threads.size()) {
+    if (o.stop != nullptr && o.stop->load() && !stop_replay.load()) {
+      interrupted = true;
+      stop_replay = true;  // the jobs are cancelled
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  for (auto& t : job_threads) t.join();
 
   // Every runtime drained (each thread drained its own); the links and runtimes go before
   // the service.
   FleetResult result;
   result.interrupted = interrupted;
-  std::vector<double> server_ms, call_ms, all_latency;
+  std::vector<double> server_ms, call_ms, all_latency, job_waits;
   size_t correct = 0, with_truth = 0, offloaded = 0, late = 0;
   for (auto& dev_ptr : devices) {
     Device& dev = *dev_ptr;
@@ -386,6 +491,23 @@ FleetResult run_fleet(const FleetOptions& o) {
         if (a.correct) ++correct;
       }
     }
+    if (dev.submits_job) {
+      ++result.jobs;
+      const json& job = dev.job_record;
+      row.job_state = job.is_object() ? job.value("state", "unknown") : "not submitted";
+      const double created = job.is_object() ? job.value("created_unix", 0.0) : 0.0;
+      const double started = job.is_object() ? job.value("started_unix", 0.0) : 0.0;
+      const double finished = job.is_object() ? job.value("finished_unix", 0.0) : 0.0;
+      if (created > 0.0 && started >= created) {
+        row.job_wait_ms = 1000.0 * (started - created);
+        job_waits.push_back(row.job_wait_ms);
+      }
+      if (started > 0.0 && finished >= started) row.job_run_ms = 1000.0 * (finished - started);
+      if (row.job_state == "done") ++result.jobs_done;
+      if (!dev.job_error.empty() && failure.empty()) {
+        failure = dev.row.device + "'s customization job: " + dev.job_error;
+      }
+    }
     result.samples += row.samples;
     result.answers += row.answers;
     result.lost_answers += row.lost;
@@ -413,6 +535,10 @@ FleetResult run_fleet(const FleetOptions& o) {
     result.offload_ratio = static_cast<double>(offloaded) / n;
     result.slo_violation_rate = static_cast<double>(late) / n;
   }
+  if (!job_waits.empty()) {
+    result.job_wait_ms_p50 = eval::percentile(job_waits, 50);
+    result.job_wait_ms_max = *std::max_element(job_waits.begin(), job_waits.end());
+  }
   if (with_truth > 0) result.accuracy = static_cast<double>(correct) / static_cast<double>(with_truth);
 
   // results.json, results.csv
@@ -430,6 +556,9 @@ FleetResult run_fleet(const FleetOptions& o) {
                       {"traces", trace_names},
                       {"max_in_flight", o.max_in_flight},
                       {"max_batch", o.max_batch},
+                      {"jobs", o.jobs},
+                      {"job_uploads", o.job_uploads},
+                      {"job_epochs", o.job_epochs},
                       {"t_cloud_ms_measured", t_cloud_ms},
                       {"link", "in-process (net/link.h), one per device"}};
   results["provenance"] = provenance();
@@ -499,6 +628,21 @@ FleetResult run_fleet(const FleetOptions& o) {
                         fmt_num(r.latency_ms_p99, 1), fmt_percent(r.slo_violation_rate),
                         std::to_string(r.fallback)});
   }
+  if (result.jobs > 0) {
+    Table jobs({"device", "job", "waited ms", "ran ms"});
+    for (const auto& r : result.rows) {
+      if (r.job_state.empty()) continue;
+      jobs.add_row({r.device, r.job_state, r.job_wait_ms >= 0 ? fmt_num(r.job_wait_ms, 0) : "-",
+                    r.job_run_ms >= 0 ? fmt_num(r.job_run_ms, 0) : "-"});
+    }
+    report.heading("Customization jobs");
+    report.paragraph(std::to_string(result.jobs) + " devices each uploaded " +
+                     std::to_string(std::min(o.job_uploads, per_device)) +
+                     " samples through their link and submitted one job (epochs: " +
+                     std::to_string(o.job_epochs) + "); waited: submitted to started, as the "
+                     "service recorded it; ran: started to finished.");
+    report.table(jobs);
+  }
   report.heading("Devices");
   report.table(device_table);
   for (const auto& image : images) report.image(image, image);
@@ -510,6 +654,10 @@ FleetResult run_fleet(const FleetOptions& o) {
                result.answers, result.samples, result.lost_answers, result.duration_s,
                result.cloud_requests_per_s, result.cloud_p99_ms, result.cloud_call_p99_ms,
                result.device_p99_max_ms, out_dir.string().c_str());
+  if (result.jobs > 0) {
+    std::fprintf(stderr, "[fleet] customization jobs: %zu of %zu done; waited p50 %.0f ms, max %.0f ms\n",
+                 result.jobs_done, result.jobs, result.job_wait_ms_p50, result.job_wait_ms_max);
+  }
   if (!failure.empty()) throw Error("fleet: " + failure);
   if (interrupted) {
     throw Error("fleet interrupted by a signal; the answers so far are in " + out_dir.string());

@@ -6,7 +6,10 @@
 // traces, started at a per-device offset into it) and its own state folder. Each device
 // replays its own share of the test stream at `rate` samples/s; the first sample of device d
 // arrives d / (devices x rate) s after the first of device 0, so the fleet's arrivals spread
-// evenly. Results: out_dir/results.json (fleet totals, the cloud's throughput and p99, one
+// evenly. With `jobs` > 0 the first `jobs` devices also upload `job_uploads` samples of their
+// stream through their link when they start and submit one customization job each; the jobs'
+// queueing delay (submitted to started, as the service records it) is reported per device.
+// The devices keep their model (the jobs' artifacts are not installed). Results: out_dir/results.json (fleet totals, the cloud's throughput and p99, one
 // row per device), results.csv (the rows), results.md and latency_by_device.png.
 #include <atomic>
 #include <cstddef>
@@ -40,6 +43,9 @@ struct FleetOptions {
   std::string data_path;              // data set description (empty: Fashion-MNIST)
   std::string split_path;             // stream order (empty: the default split, shuffled)
   std::string token;                  // bearer token between the devices and serve
+  size_t jobs = 0;                    // devices that submit one customization job each
+  size_t job_uploads = 100;           // samples each of them uploads first
+  int job_epochs = 1;                 // distillation epochs of every job
   std::string out_dir = "out/fleet";
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop, write, throw
 };
@@ -61,7 +67,11 @@ struct FleetDeviceRow {
   int64_t cloud_calls = 0;            // probes included
   int64_t bytes_up = 0;
   double threshold_final = 0.0;
-  json to_json() const;
+  // Its customization job, if it submitted one: "done", "failed", "cancelled", ... ("": none);
+  // queueing delay and run time in ms (-1: not known).
+  std::string job_state;
+  double job_wait_ms = -1.0, job_run_ms = -1.0;
+  json to_json() const;  // job fields only for a device with a job
 };
 
 // Fleet totals; `rows` one per device.
@@ -76,6 +86,8 @@ struct FleetResult {
   double latency_ms_p99 = 0.0;         // every answer of every device
   double device_p99_max_ms = 0.0;      // the worst device's p99
   double accuracy = 0.0, offload_ratio = 0.0, slo_violation_rate = 0.0;
+  size_t jobs = 0, jobs_done = 0;
+  double job_wait_ms_p50 = 0.0, job_wait_ms_max = 0.0;
   bool interrupted = false;
   json to_json() const;                // results.json without the setup fields
 };

@@ -63,6 +63,33 @@ TEST(Fleet, FourDevicesAgainstOneCloudLoseNoAnswer) {
   fs::remove(out.string() + ".log");
 }
 
+TEST(Fleet, JobsReportTheirQueueingDelay) {
+  const auto& models = testing::small_models();
+  const fs::path out =
+      fs::temp_directory_path() / ("edgefm-e2e-fleet-jobs-" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  const std::string command = std::string(EDGEFM_BIN) + " fleet --fm " + models.fm + " --student " +
+                              models.student + " --devices 3 --samples 30 --rate 20 --jobs 2" +
+                              " --trace-dir " + EDGEFM_TRACE_DIR + " --out-dir " + out.string() +
+                              " > " + out.string() + ".log 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << "see " << out << ".log";
+  const json results = read_json_file(out / "results.json");
+  EXPECT_EQ(results.at("lost_answers").get<size_t>(), 0u);
+  EXPECT_EQ(results.at("jobs").get<size_t>(), 2u);
+  EXPECT_EQ(results.at("jobs_done").get<size_t>(), 2u) << results.dump();
+  const json& rows = results.at("rows");
+  ASSERT_EQ(rows.size(), 3u);
+  for (size_t d = 0; d < 2; ++d) {
+    EXPECT_EQ(rows[d].at("job_state"), "done") << rows[d].dump();
+    EXPECT_GE(rows[d].at("job_wait_ms").get<double>(), 0.0);
+    EXPECT_GT(rows[d].at("job_run_ms").get<double>(), 0.0);
+  }
+  EXPECT_FALSE(rows[2].contains("job_state"));  // the third device submitted none
+  EXPECT_GE(results.at("job_wait_ms_max").get<double>(), results.at("job_wait_ms_p50").get<double>());
+  fs::remove_all(out);
+  fs::remove(out.string() + ".log");
+}
+
 TEST(Fleet, RefusesZeroDevicesAsAUsageError) {
   const std::string command =
       std::string(EDGEFM_BIN) + " fleet --devices 0 > /dev/null 2>&1";
