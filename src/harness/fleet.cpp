@@ -225,6 +225,219 @@ json FleetResult::to_json() const {
           {"rows", rows_json}};
 }
 
+namespace {
+
+// Each device's row and the fleet's totals from what the devices answered; a device whose
+// replay or job failed sets `failure` (the first one).
+FleetResult summarize_fleet(std::vector<std::unique_ptr<Device>>& devices, double l_app_ms,
+                            double duration_s, std::string& failure) {
+  FleetResult result;
+  std::vector<double> server_ms, call_ms, all_latency, job_waits;
+  size_t correct = 0, with_truth = 0, offloaded = 0, late = 0;
+  for (auto& dev_ptr : devices) {
+    Device& dev = *dev_ptr;
+    if (!dev.error.empty() && failure.empty()) failure = dev.row.device + ": " + dev.error;
+    const edge::RuntimeStats stats = dev.runtime->stats();
+    FleetDeviceRow& row = dev.row;
+    row.samples = dev.fed;
+    std::set<uint64_t> ids;
+    for (const auto& a : dev.answers) ids.insert(a.id);
+    row.answers = ids.size();
+    row.lost = row.samples > row.answers ? row.samples - row.answers : 0;
+    row.cloud_calls = stats.cloud_calls;
+    row.bytes_up = stats.bytes_up;
+    row.threshold_final = stats.threshold;
+    if (!dev.answers.empty()) {
+      const edge::StreamSummary s = edge::summarize_answers(dev.answers, l_app_ms, stats.bytes_up);
+      row.accuracy = s.accuracy;
+      row.offload_ratio = s.offload_ratio;
+      row.latency_ms_mean = s.latency.mean_ms;
+      row.latency_ms_p50 = s.latency.p50_ms;
+      row.latency_ms_p99 = s.latency.p99_ms;
+      row.slo_violation_rate = s.slo_violation_rate;
+      row.edge = s.edge;
+      row.cloud = s.cloud;
+      row.fallback = s.fallback;
+      row.budget = s.budget;
+    }
+    for (const auto& a : dev.answers) {
+      all_latency.push_back(a.latency_ms);
+      if (a.route == edge::AnswerRoute::cloud) {
+        if (a.server_ms >= 0.0) server_ms.push_back(a.server_ms);
+        call_ms.push_back(a.cloud_ms);
+      }
+      if (a.route == edge::AnswerRoute::cloud || a.route == edge::AnswerRoute::fallback) ++offloaded;
+      if (a.latency_ms > l_app_ms) ++late;
+      if (!a.truth.empty()) {
+        ++with_truth;
+        if (a.correct) ++correct;
+      }
+    }
+    if (dev.submits_job) {
+      ++result.jobs;
+      const json& job = dev.job_record;
+      row.job_state = job.is_object() ? job.value("state", "unknown") : "not submitted";
+      const double created = job.is_object() ? job.value("created_unix", 0.0) : 0.0;
+      const double started = job.is_object() ? job.value("started_unix", 0.0) : 0.0;
+      const double finished = job.is_object() ? job.value("finished_unix", 0.0) : 0.0;
+      if (created > 0.0 && started >= created) {
+        row.job_wait_ms = 1000.0 * (started - created);
+        job_waits.push_back(row.job_wait_ms);
+      }
+      if (started > 0.0 && finished >= started) row.job_run_ms = 1000.0 * (finished - started);
+      if (row.job_state == "done") ++result.jobs_done;
+      if (!dev.job_error.empty() && failure.empty()) {
+        failure = dev.row.device + "'s customization job: " + dev.job_error;
+      }
+    }
+    result.samples += row.samples;
+    result.answers += row.answers;
+    result.lost_answers += row.lost;
+    result.cloud_requests += row.cloud_calls;
+    result.device_p99_max_ms = std::max(result.device_p99_max_ms, row.latency_ms_p99);
+    result.rows.push_back(row);
+  }
+
+  result.duration_s = duration_s;
+  result.cloud_requests_per_s =
+      result.duration_s > 0.0 ? static_cast<double>(result.cloud_requests) / result.duration_s : 0.0;
+  if (!server_ms.empty()) {
+    result.cloud_p50_ms = eval::percentile(server_ms, 50);
+    result.cloud_p99_ms = eval::percentile(server_ms, 99);
+  }
+  if (!call_ms.empty()) {
+    result.cloud_call_p50_ms = eval::percentile(call_ms, 50);
+    result.cloud_call_p99_ms = eval::percentile(call_ms, 99);
+  }
+  if (!all_latency.empty()) {
+    const double n = static_cast<double>(all_latency.size());
+    result.latency_ms_p99 = eval::percentile(all_latency, 99);
+    result.offload_ratio = static_cast<double>(offloaded) / n;
+    result.slo_violation_rate = static_cast<double>(late) / n;
+  }
+  if (!job_waits.empty()) {
+    result.job_wait_ms_p50 = eval::percentile(job_waits, 50);
+    result.job_wait_ms_max = *std::max_element(job_waits.begin(), job_waits.end());
+  }
+  if (with_truth > 0) result.accuracy = static_cast<double>(correct) / static_cast<double>(with_truth);
+  return result;
+}
+
+// results.json (the totals, the rows, the setup, provenance), results.csv (the rows),
+// latency_by_device.png and results.md.
+void write_outputs(const FleetOptions& o, const FleetResult& result,
+                   const std::vector<fs::path>& trace_paths, size_t per_device, double t_cloud_ms) {
+  const fs::path out_dir = o.out_dir;
+  // results.json, results.csv
+  json results = result.to_json();
+  std::vector<std::string> trace_names;
+  for (const auto& p : trace_paths) trace_names.push_back(p.string());
+  results["setup"] = {{"fm", o.fm},
+                      {"student", o.student},
+                      {"policy", o.policy},
+                      {"samples_per_device", per_device},
+                      {"rate", o.rate},
+                      {"l_app_ms", o.l_app_ms},
+                      {"delay_ms", o.delay_ms},
+                      {"trace_offset_s", o.trace_offset_s},
+                      {"traces", trace_names},
+                      {"max_in_flight", o.max_in_flight},
+                      {"max_batch", o.max_batch},
+                      {"jobs", o.jobs},
+                      {"job_uploads", o.job_uploads},
+                      {"job_epochs", o.job_epochs},
+                      {"t_cloud_ms_measured", t_cloud_ms},
+                      {"link", "in-process (net/link.h), one per device"}};
+  results["provenance"] = provenance();
+  write_json_file(out_dir / "results.json", results);
+  std::vector<std::vector<eval::CsvCell>> csv_rows;
+  for (const auto& r : result.rows) {
+    csv_rows.push_back({r.device, r.trace, r.trace_offset_s, r.samples, r.answers, r.lost,
+                        r.accuracy, r.offload_ratio, r.latency_ms_mean, r.latency_ms_p50,
+                        r.latency_ms_p99, r.slo_violation_rate, r.edge, r.cloud, r.fallback,
+                        r.budget, r.cloud_calls, r.bytes_up});
+  }
+  eval::write_csv(out_dir / "results.csv",
+                  {"device", "trace", "trace_offset_s", "samples", "answers", "lost", "accuracy",
+                   "offload_ratio", "latency_ms_mean", "latency_ms_p50", "latency_ms_p99",
+                   "slo_violation_rate", "edge", "cloud", "fallback", "budget", "cloud_calls",
+                   "bytes_up"},
+                  csv_rows);
+
+  // The plot: each device's p50 and p99 against L_app.
+  std::vector<std::string> images;
+  {
+    eval::Series p50{"p50", {}, {}}, p99{"p99", {}, {}}, budget{"L_app", {}, {}};
+    for (size_t i = 0; i < result.rows.size(); ++i) {
+      const double x = static_cast<double>(i);
+      p50.x.push_back(x);
+      p50.y.push_back(result.rows[i].latency_ms_p50);
+      p99.x.push_back(x);
+      p99.y.push_back(result.rows[i].latency_ms_p99);
+    }
+    budget.x = {0.0, static_cast<double>(std::max<size_t>(1, result.rows.size()) - 1)};
+    budget.y = {o.l_app_ms, o.l_app_ms};
+    if (eval::plot_lines(out_dir / "latency_by_device.png",
+                         "End-to-end latency per device (" + std::to_string(result.rows.size()) +
+                             " devices, one cloud)",
+                         "device", "latency (ms)", {p50, p99, budget})) {
+      images.push_back("latency_by_device.png");
+    }
+  }
+
+  // results.md
+  eval::MarkdownReport report("EdgeFM fleet benchmark");
+  report.paragraph(
+      std::to_string(result.rows.size()) + " simulated devices (edge runtimes in one process, "
+      "each behind its own in-process link emulator: a bundled uplink trace from its own offset, "
+      "one-way delay " + std::to_string(o.delay_ms) + " ms) against one `edgefm serve` (FM `" +
+      o.fm + "`). Each device replays " + std::to_string(per_device) + " samples of the test "
+      "stream at " + fmt_num(o.rate, 1) + " samples/s with student `" + o.student + "`, policy " +
+      o.policy + ", L_app " + fmt_num(o.l_app_ms, 1) + " ms. Cloud p50/p99: the service's own "
+      "time per answered request (as it reports it); call p99: as the devices saw it, link "
+      "included. Lost: samples without an answer.");
+  Table totals({"devices", "answers", "lost", "cloud req/s", "cloud p50 ms", "cloud p99 ms",
+                "call p99 ms", "latency p99 ms", "worst device p99 ms", "accuracy", "offload",
+                "SLO viol."});
+  totals.add_row({std::to_string(result.rows.size()), std::to_string(result.answers),
+                  std::to_string(result.lost_answers), fmt_num(result.cloud_requests_per_s, 1),
+                  fmt_num(result.cloud_p50_ms, 2), fmt_num(result.cloud_p99_ms, 2),
+                  fmt_num(result.cloud_call_p99_ms, 1), fmt_num(result.latency_ms_p99, 1),
+                  fmt_num(result.device_p99_max_ms, 1), fmt_percent(result.accuracy),
+                  fmt_percent(result.offload_ratio), fmt_percent(result.slo_violation_rate)});
+  report.table(totals);
+  Table device_table({"device", "trace", "offset s", "answers", "lost", "accuracy", "offload",
+                    "p50 ms", "p99 ms", "SLO viol.", "fallback"});
+  for (const auto& r : result.rows) {
+    device_table.add_row({r.device, r.trace, fmt_num(r.trace_offset_s, 1), std::to_string(r.answers),
+                        std::to_string(r.lost), fmt_percent(r.accuracy),
+                        fmt_percent(r.offload_ratio), fmt_num(r.latency_ms_p50, 1),
+                        fmt_num(r.latency_ms_p99, 1), fmt_percent(r.slo_violation_rate),
+                        std::to_string(r.fallback)});
+  }
+  if (result.jobs > 0) {
+    Table jobs({"device", "job", "waited ms", "ran ms"});
+    for (const auto& r : result.rows) {
+      if (r.job_state.empty()) continue;
+      jobs.add_row({r.device, r.job_state, r.job_wait_ms >= 0 ? fmt_num(r.job_wait_ms, 0) : "-",
+                    r.job_run_ms >= 0 ? fmt_num(r.job_run_ms, 0) : "-"});
+    }
+    report.heading("Customization jobs");
+    report.paragraph(std::to_string(result.jobs) + " devices each uploaded " +
+                     std::to_string(std::min(o.job_uploads, per_device)) +
+                     " samples through their link and submitted one job (epochs: " +
+                     std::to_string(o.job_epochs) + "); waited: submitted to started, as the "
+                     "service recorded it; ran: started to finished.");
+    report.table(jobs);
+  }
+  report.heading("Devices");
+  report.table(device_table);
+  for (const auto& image : images) report.image(image, image);
+  report.save(out_dir / "results.md");
+}
+
+}  // namespace
+
 FleetResult run_fleet(const FleetOptions& o) {
   check_options(o);
   ensure_file_limit(o);
@@ -250,6 +463,9 @@ FleetResult run_fleet(const FleetOptions& o) {
 
   const fs::path out_dir = o.out_dir;
   const fs::path devices_dir = out_dir / "devices";
+  // Every run starts from fresh state: the devices' folders and the service's.
+  fs::remove_all(devices_dir);
+  fs::remove_all(out_dir / "cloud");
   fs::create_directories(devices_dir);
 
   // The cloud service, with its customization extension; enough connections for every
@@ -311,7 +527,6 @@ FleetResult run_fleet(const FleetOptions& o) {
     dev.submits_job = d < o.jobs;
     dev.dir = devices_dir / dev.row.device;
     fs::create_directories(dev.dir);
-    fs::remove(dev.dir / "answers.jsonl");
     const net::Trace& trace = traces[d % traces.size()];
     const double period_s = static_cast<double>(trace.period_ms()) / 1000.0;
     dev.row.trace = trace_paths[d % traces.size()].stem().string();
@@ -448,205 +663,12 @@ FleetResult run_fleet(const FleetOptions& o) {
 
   // Every runtime drained (each thread drained its own); the links and runtimes go before
   // the service.
-  FleetResult result;
+  FleetResult result = summarize_fleet(devices, o.l_app_ms, seconds_between(start, end), failure);
   result.interrupted = interrupted;
-  std::vector<double> server_ms, call_ms, all_latency, job_waits;
-  size_t correct = 0, with_truth = 0, offloaded = 0, late = 0;
-  for (auto& dev_ptr : devices) {
-    Device& dev = *dev_ptr;
-    if (!dev.error.empty() && failure.empty()) failure = dev.row.device + ": " + dev.error;
-    const edge::RuntimeStats stats = dev.runtime->stats();
-    FleetDeviceRow& row = dev.row;
-    row.samples = dev.fed;
-    std::set<uint64_t> ids;
-    for (const auto& a : dev.answers) ids.insert(a.id);
-    row.answers = ids.size();
-    row.lost = row.samples > row.answers ? row.samples - row.answers : 0;
-    row.cloud_calls = stats.cloud_calls;
-    row.bytes_up = stats.bytes_up;
-    row.threshold_final = stats.threshold;
-    if (!dev.answers.empty()) {
-      const edge::StreamSummary s = edge::summarize_answers(dev.answers, o.l_app_ms, stats.bytes_up);
-      row.accuracy = s.accuracy;
-      row.offload_ratio = s.offload_ratio;
-      row.latency_ms_mean = s.latency.mean_ms;
-      row.latency_ms_p50 = s.latency.p50_ms;
-      row.latency_ms_p99 = s.latency.p99_ms;
-      row.slo_violation_rate = s.slo_violation_rate;
-      row.edge = s.edge;
-      row.cloud = s.cloud;
-      row.fallback = s.fallback;
-      row.budget = s.budget;
-    }
-    for (const auto& a : dev.answers) {
-      all_latency.push_back(a.latency_ms);
-      if (a.route == edge::AnswerRoute::cloud) {
-        if (a.server_ms >= 0.0) server_ms.push_back(a.server_ms);
-        call_ms.push_back(a.cloud_ms);
-      }
-      if (a.route == edge::AnswerRoute::cloud || a.route == edge::AnswerRoute::fallback) ++offloaded;
-      if (a.latency_ms > o.l_app_ms) ++late;
-      if (!a.truth.empty()) {
-        ++with_truth;
-        if (a.correct) ++correct;
-      }
-    }
-    if (dev.submits_job) {
-      ++result.jobs;
-      const json& job = dev.job_record;
-      row.job_state = job.is_object() ? job.value("state", "unknown") : "not submitted";
-      const double created = job.is_object() ? job.value("created_unix", 0.0) : 0.0;
-      const double started = job.is_object() ? job.value("started_unix", 0.0) : 0.0;
-      const double finished = job.is_object() ? job.value("finished_unix", 0.0) : 0.0;
-      if (created > 0.0 && started >= created) {
-        row.job_wait_ms = 1000.0 * (started - created);
-        job_waits.push_back(row.job_wait_ms);
-      }
-      if (started > 0.0 && finished >= started) row.job_run_ms = 1000.0 * (finished - started);
-      if (row.job_state == "done") ++result.jobs_done;
-      if (!dev.job_error.empty() && failure.empty()) {
-        failure = dev.row.device + "'s customization job: " + dev.job_error;
-      }
-    }
-    result.samples += row.samples;
-    result.answers += row.answers;
-    result.lost_answers += row.lost;
-    result.cloud_requests += row.cloud_calls;
-    result.device_p99_max_ms = std::max(result.device_p99_max_ms, row.latency_ms_p99);
-    result.rows.push_back(row);
-  }
   devices.clear();  // runtimes (their workers) and links stop here
   serve.stop();
 
-  result.duration_s = seconds_between(start, end);
-  result.cloud_requests_per_s =
-      result.duration_s > 0.0 ? static_cast<double>(result.cloud_requests) / result.duration_s : 0.0;
-  if (!server_ms.empty()) {
-    result.cloud_p50_ms = eval::percentile(server_ms, 50);
-    result.cloud_p99_ms = eval::percentile(server_ms, 99);
-  }
-  if (!call_ms.empty()) {
-    result.cloud_call_p50_ms = eval::percentile(call_ms, 50);
-    result.cloud_call_p99_ms = eval::percentile(call_ms, 99);
-  }
-  if (!all_latency.empty()) {
-    const double n = static_cast<double>(all_latency.size());
-    result.latency_ms_p99 = eval::percentile(all_latency, 99);
-    result.offload_ratio = static_cast<double>(offloaded) / n;
-    result.slo_violation_rate = static_cast<double>(late) / n;
-  }
-  if (!job_waits.empty()) {
-    result.job_wait_ms_p50 = eval::percentile(job_waits, 50);
-    result.job_wait_ms_max = *std::max_element(job_waits.begin(), job_waits.end());
-  }
-  if (with_truth > 0) result.accuracy = static_cast<double>(correct) / static_cast<double>(with_truth);
-
-  // results.json, results.csv
-  json results = result.to_json();
-  std::vector<std::string> trace_names;
-  for (const auto& p : trace_paths) trace_names.push_back(p.string());
-  results["setup"] = {{"fm", o.fm},
-                      {"student", o.student},
-                      {"policy", o.policy},
-                      {"samples_per_device", per_device},
-                      {"rate", o.rate},
-                      {"l_app_ms", o.l_app_ms},
-                      {"delay_ms", o.delay_ms},
-                      {"trace_offset_s", o.trace_offset_s},
-                      {"traces", trace_names},
-                      {"max_in_flight", o.max_in_flight},
-                      {"max_batch", o.max_batch},
-                      {"jobs", o.jobs},
-                      {"job_uploads", o.job_uploads},
-                      {"job_epochs", o.job_epochs},
-                      {"t_cloud_ms_measured", t_cloud_ms},
-                      {"link", "in-process (net/link.h), one per device"}};
-  results["provenance"] = provenance();
-  write_json_file(out_dir / "results.json", results);
-  std::vector<std::vector<eval::CsvCell>> csv_rows;
-  for (const auto& r : result.rows) {
-    csv_rows.push_back({r.device, r.trace, r.trace_offset_s, r.samples, r.answers, r.lost,
-                        r.accuracy, r.offload_ratio, r.latency_ms_mean, r.latency_ms_p50,
-                        r.latency_ms_p99, r.slo_violation_rate, r.edge, r.cloud, r.fallback,
-                        r.budget, r.cloud_calls, r.bytes_up});
-  }
-  eval::write_csv(out_dir / "results.csv",
-                  {"device", "trace", "trace_offset_s", "samples", "answers", "lost", "accuracy",
-                   "offload_ratio", "latency_ms_mean", "latency_ms_p50", "latency_ms_p99",
-                   "slo_violation_rate", "edge", "cloud", "fallback", "budget", "cloud_calls",
-                   "bytes_up"},
-                  csv_rows);
-
-  // The plot: each device's p50 and p99 against L_app.
-  std::vector<std::string> images;
-  {
-    eval::Series p50{"p50", {}, {}}, p99{"p99", {}, {}}, budget{"L_app", {}, {}};
-    for (size_t i = 0; i < result.rows.size(); ++i) {
-      const double x = static_cast<double>(i);
-      p50.x.push_back(x);
-      p50.y.push_back(result.rows[i].latency_ms_p50);
-      p99.x.push_back(x);
-      p99.y.push_back(result.rows[i].latency_ms_p99);
-    }
-    budget.x = {0.0, static_cast<double>(std::max<size_t>(1, result.rows.size()) - 1)};
-    budget.y = {o.l_app_ms, o.l_app_ms};
-    if (eval::plot_lines(out_dir / "latency_by_device.png",
-                         "End-to-end latency per device (" + std::to_string(result.rows.size()) +
-                             " devices, one cloud)",
-                         "device", "latency (ms)", {p50, p99, budget})) {
-      images.push_back("latency_by_device.png");
-    }
-  }
-
-  // results.md
-  eval::MarkdownReport report("EdgeFM fleet benchmark");
-  report.paragraph(
-      std::to_string(result.rows.size()) + " simulated devices (edge runtimes in one process, "
-      "each behind its own in-process link emulator: a bundled uplink trace from its own offset, "
-      "one-way delay " + std::to_string(o.delay_ms) + " ms) against one `edgefm serve` (FM `" +
-      o.fm + "`). Each device replays " + std::to_string(per_device) + " samples of the test "
-      "stream at " + fmt_num(o.rate, 1) + " samples/s with student `" + o.student + "`, policy " +
-      o.policy + ", L_app " + fmt_num(o.l_app_ms, 1) + " ms. Cloud p50/p99: the service's own "
-      "time per answered request (as it reports it); call p99: as the devices saw it, link "
-      "included. Lost: samples without an answer.");
-  Table totals({"devices", "answers", "lost", "cloud req/s", "cloud p50 ms", "cloud p99 ms",
-                "call p99 ms", "latency p99 ms", "worst device p99 ms", "accuracy", "offload",
-                "SLO viol."});
-  totals.add_row({std::to_string(result.rows.size()), std::to_string(result.answers),
-                  std::to_string(result.lost_answers), fmt_num(result.cloud_requests_per_s, 1),
-                  fmt_num(result.cloud_p50_ms, 2), fmt_num(result.cloud_p99_ms, 2),
-                  fmt_num(result.cloud_call_p99_ms, 1), fmt_num(result.latency_ms_p99, 1),
-                  fmt_num(result.device_p99_max_ms, 1), fmt_percent(result.accuracy),
-                  fmt_percent(result.offload_ratio), fmt_percent(result.slo_violation_rate)});
-  report.table(totals);
-  Table device_table({"device", "trace", "offset s", "answers", "lost", "accuracy", "offload",
-                    "p50 ms", "p99 ms", "SLO viol.", "fallback"});
-  for (const auto& r : result.rows) {
-    device_table.add_row({r.device, r.trace, fmt_num(r.trace_offset_s, 1), std::to_string(r.answers),
-                        std::to_string(r.lost), fmt_percent(r.accuracy),
-                        fmt_percent(r.offload_ratio), fmt_num(r.latency_ms_p50, 1),
-                        fmt_num(r.latency_ms_p99, 1), fmt_percent(r.slo_violation_rate),
-                        std::to_string(r.fallback)});
-  }
-  if (result.jobs > 0) {
-    Table jobs({"device", "job", "waited ms", "ran ms"});
-    for (const auto& r : result.rows) {
-      if (r.job_state.empty()) continue;
-      jobs.add_row({r.device, r.job_state, r.job_wait_ms >= 0 ? fmt_num(r.job_wait_ms, 0) : "-",
-                    r.job_run_ms >= 0 ? fmt_num(r.job_run_ms, 0) : "-"});
-    }
-    report.heading("Customization jobs");
-    report.paragraph(std::to_string(result.jobs) + " devices each uploaded " +
-                     std::to_string(std::min(o.job_uploads, per_device)) +
-                     " samples through their link and submitted one job (epochs: " +
-                     std::to_string(o.job_epochs) + "); waited: submitted to started, as the "
-                     "service recorded it; ran: started to finished.");
-    report.table(jobs);
-  }
-  report.heading("Devices");
-  report.table(device_table);
-  for (const auto& image : images) report.image(image, image);
-  report.save(out_dir / "results.md");
+  write_outputs(o, result, trace_paths, per_device, t_cloud_ms);
   std::fprintf(stderr,
                "[fleet] %zu answers of %zu samples (%zu lost) in %.1f s; cloud %.1f requests/s, "
                "p99 %.2f ms (call p99 %.1f ms); worst device p99 %.1f ms; wrote "
