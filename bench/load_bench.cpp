@@ -44,7 +44,7 @@
 #include "common/provenance.h"
 #include "common/table.h"
 #include "common/threads.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "eval/metrics.h"
 #include "eval/report.h"
 
@@ -89,7 +89,7 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 struct Target {
   std::string url;
   std::string label;  // what serves (for the tables)
-  std::unique_ptr<edge::ChildProcess> serve;
+  std::unique_ptr<harness::ChildProcess> serve;
 };
 
 fs::path work_dir(const LoadOptions& o) {
@@ -112,9 +112,9 @@ Target start_serve(const LoadOptions& o, const std::string& tag,
   args.insert(args.end(), o.serve_args.begin(), o.serve_args.end());
   args.insert(args.end(), extra.begin(), extra.end());
   Target t;
-  t.serve = std::make_unique<edge::ChildProcess>(o.edgefm, args,
+  t.serve = std::make_unique<harness::ChildProcess>(o.edgefm, args,
                                                  (dir / ("serve-" + tag + ".log")).string());
-  const int port = edge::wait_for_port_file(*t.serve, port_file, std::chrono::seconds(120));
+  const int port = harness::wait_for_port_file(*t.serve, port_file, std::chrono::seconds(120));
   t.url = "http://127.0.0.1:" + std::to_string(port);
   t.label = "serve " + tag;
   return t;

@@ -28,5 +28,6 @@ void add_experiment_command(CLI::App& app); // experiment (serve + link + edge p
 void add_classes_command(CLI::App& app);    // classes add | remove | list (runtime classes)
 void add_scenario_command(CLI::App& app);   // scenario (open-set scenario, the whole loop live)
 void add_devices_command(CLI::App& app);    // devices add | list | revoke (device registry)
+void add_fleet_command(CLI::App& app);      // fleet (N simulated devices against one serve)
 
 }  // namespace edgefm::cli

@@ -8,20 +8,20 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/table.h"
-#include "edge/experiment.h"
+#include "harness/experiment.h"
 #include "edge/runtime.h"
 
 namespace edgefm::cli {
 namespace {
 
-void run_experiment_command(edge::ExperimentOptions& o, const FmOptions& fm) {
+void run_experiment_command(harness::ExperimentOptions& o, const FmOptions& fm) {
   o.fm_args = fm.arguments();
   o.fm = fm.torchscript.empty() ? fm.path : fm.torchscript;
-  std::vector<edge::ExperimentRow> rows;
+  std::vector<harness::ExperimentRow> rows;
   {
     StopSignals signals;
     o.stop = &StopSignals::flag();
-    rows = edge::run_experiment(o);
+    rows = harness::run_experiment(o);
   }
 
   Table table({"trace", "policy", "accuracy", "mean ms", "p50 ms", "p95 ms", "p99 ms", "SLO viol.",
@@ -38,7 +38,7 @@ void run_experiment_command(edge::ExperimentOptions& o, const FmOptions& fm) {
 }  // namespace
 
 void add_experiment_command(CLI::App& app) {
-  auto options = std::make_shared<edge::ExperimentOptions>(edge::experiment_default_options());
+  auto options = std::make_shared<harness::ExperimentOptions>(harness::experiment_default_options());
   auto& o = *options;
   auto fm = std::make_shared<FmOptions>();
   CLI::App* command = app.add_subcommand(

@@ -39,6 +39,7 @@ void add_commands(CLI::App& app) {
   add_classes_command(app);
   add_scenario_command(app);
   add_devices_command(app);
+  add_fleet_command(app);
   check_numeric_options(app);
 }
 

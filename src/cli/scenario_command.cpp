@@ -1,4 +1,4 @@
-// edgefm scenario: the open-set scenario, live (edge/scenario.h, docs/scenario.md).
+// edgefm scenario: the open-set scenario, live (harness/scenario.h, docs/scenario.md).
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -13,7 +13,7 @@
 #include "customize/job.h"
 #include "customize/selection_study.h"
 #include "data/dataset.h"
-#include "edge/scenario.h"
+#include "harness/scenario.h"
 #include "models/foundation.h"
 #include "route/scores.h"
 
@@ -21,7 +21,7 @@ namespace edgefm::cli {
 namespace {
 
 struct ScenarioCommandOptions {
-  edge::ScenarioOptions scenario = edge::scenario_default_options();
+  harness::ScenarioOptions scenario = harness::scenario_default_options();
   size_t post_shift = 5000;  // selection study: the post-shift stream uploads are chosen from
   std::vector<double> budgets = {0.01, 0.02, 0.05};  // ... shares of it
   int study_epochs = 8;
@@ -31,10 +31,10 @@ struct ScenarioCommandOptions {
 };
 
 // The offline selection comparison and the FM's reference accuracy need the FM in-process.
-edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
+harness::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
                                std::shared_ptr<models::FoundationModel> fm) {
-  edge::ScenarioHooks hooks;
-  const data::DatasetDescription description = edge::scenario_description(c.scenario);
+  harness::ScenarioHooks hooks;
+  const data::DatasetDescription description = harness::scenario_description(c.scenario);
   hooks.fm_correct = [fm, description](const data::Split& split, size_t samples) {
     const data::Dataset test = data::load_dataset(description, data::Part::test);
     std::vector<size_t> order = data::stream_order(test, split);
@@ -44,7 +44,7 @@ edge::ScenarioHooks make_hooks(const ScenarioCommandOptions& c,
     return customize::correct_predictions(e, customize::pool_to_label(fm->pool, part), part.labels);
   };
   if (c.no_study) return hooks;
-  hooks.selection = [c, fm, description](const edge::SelectionStudyInput& in) {
+  hooks.selection = [c, fm, description](const harness::SelectionStudyInput& in) {
     const data::Dataset train = data::load_dataset(description, data::Part::train);
     const data::Dataset test = data::load_dataset(description, data::Part::test);
     // The history the cloud holds (as uploaded in the bootstrap), then the post-shift stream:
@@ -95,7 +95,7 @@ void run_scenario_command(ScenarioCommandOptions& c, const FmOptions& fm_options
     StopSignals signals;
     c.scenario.stop = &StopSignals::flag();
     auto fm = std::make_shared<models::FoundationModel>(fm_options.load());
-    results = edge::run_scenario(c.scenario, make_hooks(c, fm));
+    results = harness::run_scenario(c.scenario, make_hooks(c, fm));
   }
 
   Table timeline({"t (s)", "edge share", "accuracy", "uploads", "model"});

@@ -136,6 +136,7 @@ json answer_to_json(const Answer& a) {
             {"latency_ms", a.latency_ms},
             {"edge_ms", a.edge_ms},
             {"cloud_ms", a.cloud_ms},
+            {"server_ms", a.server_ms},
             {"bytes_sent", a.bytes_sent},
             {"est_rtt_ms", a.est_rtt_ms},
             {"est_uplink_bps", a.est_uplink_bps},
@@ -652,6 +653,7 @@ struct EdgeRuntime::Impl {
     const double call_ms = ms_between(call_start, call_end);
 
     int64_t bytes = 0;
+    double server_ms = -1.0;
     {
       std::lock_guard<std::mutex> lock(state_mutex);
       --in_flight;
@@ -660,8 +662,7 @@ struct EdgeRuntime::Impl {
         bytes = result.call.bytes_sent;
         payload_bytes = static_cast<double>(bytes);
         consecutive_failures = 0;
-        const double server_ms =
-            result.server.server_us >= 0 ? result.server.server_us / 1000.0 : -1.0;
+        server_ms = result.server.server_us >= 0 ? result.server.server_us / 1000.0 : -1.0;
         if (server_ms >= 0.0) t_cloud_ms = 0.8 * t_cloud_ms + 0.2 * server_ms;
         if (!p.censored.load()) estimator.add({bytes, call_ms, server_ms});
       } else {
@@ -687,6 +688,7 @@ struct EdgeRuntime::Impl {
     Answer answer = p.answer;
     answer.bytes_sent = bytes;
     answer.cloud_ms = call_ms;
+    answer.server_ms = server_ms;
     if (ok) {
       answer.prediction = result.class_name[0];
       auto index = p.model->pool.index_of(answer.prediction);

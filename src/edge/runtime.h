@@ -172,6 +172,7 @@ struct Answer {
   double latency_ms = 0.0;      // finish - arrival
   double edge_ms = 0.0;         // the small model + score
   double cloud_ms = -1.0;       // the cloud call (-1: none finished before the answer)
+  double server_ms = -1.0;      // the cloud's own time for it, as the cloud reported (-1: none)
   int64_t bytes_sent = 0;       // request body bytes sent for this sample
   double est_rtt_ms = 0.0;      // network estimate when it was routed
   double est_uplink_bps = 0.0;

@@ -21,7 +21,7 @@
 
 #include "common/error.h"
 #include "common/json_io.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
 
@@ -445,7 +445,7 @@ TEST(Deploy, EveryServeCommandLineStartsAndAnswersItsProbes) {
     std::vector<std::string> paths;  // what the probes ask, without a token
     bool token_required = false;
     fs::path port_file;
-    std::unique_ptr<edge::ChildProcess> child;
+    std::unique_ptr<harness::ChildProcess> child;
   };
   testing::TempDir scratch("e2e", "deploy");
   const std::string token = "deploy-test";
@@ -456,7 +456,7 @@ TEST(Deploy, EveryServeCommandLineStartsAndAnswersItsProbes) {
     fs::create_directories(dir);
     Server s{where, std::move(paths), !option_value(args, "--token").empty(), dir / "port",
              nullptr};
-    s.child = std::make_unique<edge::ChildProcess>(
+    s.child = std::make_unique<harness::ChildProcess>(
         EDGEFM_BIN, local_arguments(args, dir, s.port_file, token), (dir / "serve.log").string());
     servers.push_back(std::move(s));
   };
@@ -471,7 +471,7 @@ TEST(Deploy, EveryServeCommandLineStartsAndAnswersItsProbes) {
     SCOPED_TRACE(s.where);
     int port = 0;
     try {
-      port = edge::wait_for_port_file(*s.child, s.port_file, std::chrono::seconds(60));
+      port = harness::wait_for_port_file(*s.child, s.port_file, std::chrono::seconds(60));
     } catch (const Error& e) {
       ADD_FAILURE() << e.what();
       continue;

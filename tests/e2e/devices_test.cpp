@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "common/json_io.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "support/fixtures.h"
 
 namespace edgefm {
@@ -103,7 +103,7 @@ TEST(Devices, AddListRevokeOnTheRegistryFile) {
   fs::remove_all(dir);
 }
 
-int wait_for_port(edge::ChildProcess& child, const fs::path& file) {
+int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
   for (int i = 0; i < 1200; ++i) {
     std::ifstream in(file);
     int port = 0;
@@ -124,7 +124,7 @@ TEST(Devices, TheEdgeUploadsWithItsOwnTokenAndOnlyToItsOwnDevice) {
   const std::string token = trimmed(add.out);
   ASSERT_EQ(run_edgefm("devices add other --devices " + registry, dir).status, 0);
 
-  auto serve = std::make_unique<edge::ChildProcess>(
+  auto serve = std::make_unique<harness::ChildProcess>(
       EDGEFM_BIN,
       std::vector<std::string>{"serve", "--fm", models.fm, "--port", "0", "--port-file",
                                (dir / "serve.port").string(), "--token", "admin-secret",
@@ -135,7 +135,7 @@ TEST(Devices, TheEdgeUploadsWithItsOwnTokenAndOnlyToItsOwnDevice) {
   ASSERT_GT(port, 0);
 
   auto run_edge = [&](const std::string& device, const std::string& name, double drain_s) {
-    edge::ChildProcess edge(
+    harness::ChildProcess edge(
         EDGEFM_BIN,
         {"edge", "--student", models.student, "--server", "http://127.0.0.1:" + std::to_string(port),
          "--token", token, "--samples", "120", "--rate", "400", "--state", (dir / name).string(),

@@ -18,7 +18,7 @@
 #include "common/json_io.h"
 #include "data/dataset.h"
 #include "data/image.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "support/fixtures.h"
 
 namespace edgefm {
@@ -32,7 +32,7 @@ fs::path scratch() {
   return dir;
 }
 
-int wait_for_port(edge::ChildProcess& child, const fs::path& file) {
+int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
   for (int i = 0; i < 1200; ++i) {
     std::ifstream in(file);
     int port = 0;
@@ -66,7 +66,7 @@ std::string images_request(size_t first, size_t n) {
 
 struct Edge {
   fs::path dir;
-  std::unique_ptr<edge::ChildProcess> process;
+  std::unique_ptr<harness::ChildProcess> process;
   std::unique_ptr<httplib::Client> client;
 
   Edge(const fs::path& d, const std::string& tag, std::vector<std::string> extra) : dir(d) {
@@ -74,7 +74,7 @@ struct Edge {
                                      "--listen", "127.0.0.1:0", "--port-file",
                                      (dir / (tag + ".port")).string(), "--quiet"};
     args.insert(args.end(), extra.begin(), extra.end());
-    process = std::make_unique<edge::ChildProcess>(EDGEFM_BIN, args, (dir / (tag + ".log")).string());
+    process = std::make_unique<harness::ChildProcess>(EDGEFM_BIN, args, (dir / (tag + ".log")).string());
     const int port = wait_for_port(*process, dir / (tag + ".port"));
     client = std::make_unique<httplib::Client>("127.0.0.1", port);
     client->set_read_timeout(60, 0);
@@ -104,7 +104,7 @@ std::string output_string(const json& answer, const std::string& name, size_t i 
 TEST(EdgeEndpoint, AnswersFromTheStudentTheCloudAndAsFallback) {
   const fs::path dir = scratch();
   const auto& models = testing::small_models();
-  edge::ChildProcess serve(EDGEFM_BIN,
+  harness::ChildProcess serve(EDGEFM_BIN,
                            {"serve", "--fm", models.fm, "--port", "0", "--port-file",
                             (dir / "serve.port").string()},
                            (dir / "serve.log").string());

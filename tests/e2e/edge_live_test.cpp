@@ -15,7 +15,7 @@
 #include <utility>
 
 #include "common/json_io.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "support/fixtures.h"
 
 namespace edgefm {
@@ -30,7 +30,7 @@ fs::path scratch(const std::string& name) {
   return dir;
 }
 
-int wait_for_port(edge::ChildProcess& child, const fs::path& file) {
+int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
   for (int i = 0; i < 1200; ++i) {
     std::ifstream in(file);
     int port = 0;
@@ -46,18 +46,18 @@ const std::string kTrace = std::string(EDGEFM_TRACE_DIR) + "/Verizon-LTE-short.u
 
 struct LiveSetup {
   fs::path dir;
-  std::unique_ptr<edge::ChildProcess> serve, link;
+  std::unique_ptr<harness::ChildProcess> serve, link;
   int link_port = 0;
 
   explicit LiveSetup(const std::string& name) : dir(scratch(name)) {
     const auto& models = testing::small_models();
-    serve = std::make_unique<edge::ChildProcess>(
+    serve = std::make_unique<harness::ChildProcess>(
         EDGEFM_BIN,
         std::vector<std::string>{"serve", "--fm", models.fm, "--port", "0", "--port-file",
                                  (dir / "serve.port").string(), "--token", "e2e"},
         (dir / "serve.log").string());
     const int serve_port = wait_for_port(*serve, dir / "serve.port");
-    link = std::make_unique<edge::ChildProcess>(
+    link = std::make_unique<harness::ChildProcess>(
         EDGEFM_BIN,
         std::vector<std::string>{"link", "--listen", "127.0.0.1:0", "--upstream",
                                  "127.0.0.1:" + std::to_string(serve_port), "--uplink-trace",
@@ -74,7 +74,7 @@ struct LiveSetup {
 
   // Runs `edgefm edge` to the end; returns its --json summary.
   json run_edge(const std::string& policy, int samples, const std::string& log) {
-    edge::ChildProcess edge(
+    harness::ChildProcess edge(
         EDGEFM_BIN,
         {"edge", "--student", testing::small_models().student, "--server",
          "http://127.0.0.1:" + std::to_string(link_port), "--token", "e2e", "--policy", policy,
@@ -130,7 +130,7 @@ TEST(EdgeLive, TheAnswerLogIsAppendedToAcrossRestarts) {
   const fs::path log = dir / "answers.jsonl";
   const int n = 25;
   for (int run = 0; run < 2; ++run) {
-    edge::ChildProcess edge(EDGEFM_BIN,
+    harness::ChildProcess edge(EDGEFM_BIN,
                             {"edge", "--student", testing::small_models().student, "--policy",
                              "edge-only", "--rate", "0", "--samples", std::to_string(n), "--log",
                              log.string(), "--quiet"},
@@ -177,7 +177,7 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
                                      "--policy", "cloud-only", "--rate", "0", "--samples", "30",
                                      "--json", (live.dir / (tag + ".json")).string(), "--quiet"};
     args.insert(args.end(), extra.begin(), extra.end());
-    edge::ChildProcess edge(EDGEFM_BIN, args, (live.dir / (tag + ".log")).string());
+    harness::ChildProcess edge(EDGEFM_BIN, args, (live.dir / (tag + ".log")).string());
     const auto status = edge.wait_for(std::chrono::seconds(120));
     std::ifstream in(live.dir / (tag + ".log"));
     return std::make_pair(status.value_or(-1), std::string((std::istreambuf_iterator<char>(in)), {}));
@@ -199,7 +199,7 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
   EXPECT_NE(log.find("is unreachable"), std::string::npos) << log;
   // A cloud that rejects every request (each is larger than its --max-request-mb): the
   // status and the server's reason are said, and --require-cloud makes it fatal.
-  edge::ChildProcess strict(EDGEFM_BIN,
+  harness::ChildProcess strict(EDGEFM_BIN,
                             {"serve", "--fm", testing::small_models().fm, "--port", "0",
                              "--port-file", (live.dir / "strict.port").string(),
                              "--max-request-mb", "0.0001"},
@@ -226,7 +226,7 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
 TEST(EdgeLive, AStoppedExperimentKeepsTheRunsThatFinished) {
   const fs::path dir = scratch("experiment-stopped");
   const auto& models = testing::small_models();
-  edge::ChildProcess experiment(
+  harness::ChildProcess experiment(
       EDGEFM_BIN,
       {"experiment", "--fm", models.fm, "--student", models.student, "--traces",
        "Verizon-LTE-short", "--trace-dir", EDGEFM_TRACE_DIR, "--policies", "edge-only,cloud-only",
@@ -258,7 +258,7 @@ TEST(EdgeLive, AStoppedExperimentKeepsTheRunsThatFinished) {
 TEST(EdgeLive, ShortExperimentWritesEveryResult) {
   const fs::path dir = scratch("experiment");
   const auto& models = testing::small_models();
-  edge::ChildProcess experiment(
+  harness::ChildProcess experiment(
       EDGEFM_BIN,
       {"experiment", "--fm", models.fm, "--student", models.student, "--traces",
        "Verizon-LTE-short", "--trace-dir", EDGEFM_TRACE_DIR, "--samples", "120", "--rate", "200",

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "common/json_io.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "support/fixtures.h"
 
 namespace edgefm {
@@ -105,7 +105,7 @@ TEST(Scenario, AStoppedScenarioKeepsTheSplitsThatFinished) {
   fs::remove_all(out);
   fs::create_directories(out);
   // Two splits, detection only (no jobs after the first model), short streams.
-  edge::ChildProcess scenario(
+  harness::ChildProcess scenario(
       EDGEFM_BIN,
       {"scenario", "--fm", models.fm, "--out-dir", out.string(), "--trace-dir", EDGEFM_TRACE_DIR,
        "--split", "default", "--split", "even", "--full-loop-splits", "0", "--history", "300",

@@ -1,4 +1,4 @@
-#include "edge/experiment.h"
+#include "harness/experiment.h"
 
 #include <algorithm>
 #include <chrono>
@@ -17,13 +17,13 @@
 #include "common/provenance.h"
 #include "common/table.h"
 #include "data/dataset.h"
-#include "edge/process.h"
+#include "harness/process.h"
 #include "edge/runtime.h"
 #include "eval/metrics.h"
 #include "eval/report.h"
 #include "net/trace.h"
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 namespace fs = std::filesystem;
 
 namespace {
@@ -220,7 +220,7 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
     loaded_traces.emplace(trace_label(t), std::move(trace));
   }
   if (o.policies.empty()) throw Error("experiment: no policies to run");
-  for (const auto& p : o.policies) parse_policy(p);
+  for (const auto& p : o.policies) edge::parse_policy(p);
   if (!(o.rate > 0.0)) fail_expected("experiment --rate", "samples/s > 0", std::to_string(o.rate));
   if (o.delay_ms < 0) fail_expected("experiment --delay-ms", ">= 0", std::to_string(o.delay_ms));
 
@@ -238,7 +238,7 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
       std::any_of(o.policies.begin(), o.policies.end(),
                   [](const std::string& p) { return p == "fixed" || p == "edgefm"; }) ||
       o.l_app_ms <= 0.0;
-  const EdgeModel model = load_edge_model(o.student, needs_profile);
+  const edge::EdgeModel model = edge::load_edge_model(o.student, needs_profile);
   const models::ImageShape shape = model.encoder->input_shape();
 
   // The cloud service, for the whole experiment.
@@ -584,4 +584,4 @@ std::vector<ExperimentRow> run_experiment(const ExperimentOptions& o) {
   return rows;
 }
 
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness

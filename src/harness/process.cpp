@@ -1,4 +1,4 @@
-#include "edge/process.h"
+#include "harness/process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,7 +16,7 @@
 
 #include "common/error.h"
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 
 namespace {
 
@@ -186,4 +186,4 @@ size_t LineCounter::count() {
   return lines_;
 }
 
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness

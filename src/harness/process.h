@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 
 class ChildProcess {
  public:
@@ -69,4 +69,4 @@ class LineCounter {
 // The path of this program (/proc/self/exe resolved).
 std::string self_executable();
 
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness

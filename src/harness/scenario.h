@@ -26,7 +26,7 @@
 #include "data/split.h"
 #include "route/threshold.h"
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 
 struct ScenarioOptions {
   std::string program;                  // the edgefm binary (empty: this program)
@@ -131,4 +131,4 @@ RecoveryPeriod recovery_period(const std::vector<TimelineRow>& timeline,
 // Runs everything; writes the outputs; returns results.json's content.
 json run_scenario(const ScenarioOptions& options, const ScenarioHooks& hooks);
 
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness

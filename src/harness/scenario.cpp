@@ -1,4 +1,4 @@
-#include "edge/scenario.h"
+#include "harness/scenario.h"
 
 #include <algorithm>
 #include <chrono>
@@ -19,13 +19,13 @@
 #include "common/provenance.h"
 #include "common/table.h"
 #include "data/dataset.h"
-#include "edge/experiment.h"
-#include "edge/process.h"
+#include "harness/experiment.h"
+#include "harness/process.h"
 #include "edge/runtime.h"
 #include "eval/metrics.h"
 #include "eval/report.h"
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 namespace fs = std::filesystem;
 
 namespace {
@@ -864,4 +864,4 @@ json run_scenario(const ScenarioOptions& o, const ScenarioHooks& hooks) {
   return results;
 }
 
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness

@@ -12,7 +12,7 @@
 #include "models/encoder.h"
 #include "route/threshold.h"
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 
 struct ExperimentOptions {
   std::string program;   // the edgefm binary to start (empty: this program)
@@ -91,4 +91,4 @@ struct ExperimentRow {
 // child process is stopped before it returns or throws.
 std::vector<ExperimentRow> run_experiment(const ExperimentOptions& options);
 
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness

@@ -1,13 +1,13 @@
-// Where the scenario reads the loop's recovery (edge/scenario.h, recovery_period): the windows
+// Where the scenario reads the loop's recovery (harness/scenario.h, recovery_period): the windows
 // of the final model after the one it arrived in, and the answers' ids in them.
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "edge/scenario.h"
+#include "harness/scenario.h"
 
-namespace edgefm::edge {
+namespace edgefm::harness {
 namespace {
 
 // One answer per 0.5 s (rate 2/s): windows of 2 s hold 4 answers each.
@@ -94,4 +94,4 @@ TEST(RecoveryPeriod, EmptyTimeline) {
 }
 
 }  // namespace
-}  // namespace edgefm::edge
+}  // namespace edgefm::harness
