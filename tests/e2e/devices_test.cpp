@@ -15,6 +15,7 @@
 #include "common/json_io.h"
 #include "harness/process.h"
 #include "support/fixtures.h"
+#include "support/live.h"
 
 namespace edgefm {
 namespace {
@@ -103,18 +104,6 @@ TEST(Devices, AddListRevokeOnTheRegistryFile) {
   fs::remove_all(dir);
 }
 
-int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
-  for (int i = 0; i < 1200; ++i) {
-    std::ifstream in(file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    if (!child.running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << child.command_line() << " did not start:\n" << child.log_tail();
-  return 0;
-}
-
 TEST(Devices, TheEdgeUploadsWithItsOwnTokenAndOnlyToItsOwnDevice) {
   const fs::path dir = scratch("live");
   const auto& models = testing::small_models();
@@ -131,7 +120,7 @@ TEST(Devices, TheEdgeUploadsWithItsOwnTokenAndOnlyToItsOwnDevice) {
                                "--customization-dir", (dir / "cloud").string(), "--devices",
                                registry, "--job-workers", "2", "--max-samples-per-device", "1000"},
       (dir / "serve.log").string());
-  const int port = wait_for_port(*serve, dir / "serve.port");
+  const int port = testing::wait_for_port(*serve, dir / "serve.port");
   ASSERT_GT(port, 0);
 
   auto run_edge = [&](const std::string& device, const std::string& name, double drain_s) {

@@ -20,29 +20,11 @@
 #include "data/image.h"
 #include "harness/process.h"
 #include "support/fixtures.h"
+#include "support/live.h"
 
 namespace edgefm {
 namespace {
 namespace fs = std::filesystem;
-
-fs::path scratch() {
-  fs::path dir = fs::temp_directory_path() / ("edgefm-e2e-endpoint-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
-  for (int i = 0; i < 1200; ++i) {
-    std::ifstream in(file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    if (!child.running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << child.command_line() << " did not start:\n" << child.log_tail();
-  return 0;
-}
 
 // A few Fashion-MNIST test images, 1 x 28 x 28 bytes each.
 const data::Dataset& test_images() {
@@ -75,7 +57,7 @@ struct Edge {
                                      (dir / (tag + ".port")).string(), "--quiet"};
     args.insert(args.end(), extra.begin(), extra.end());
     process = std::make_unique<harness::ChildProcess>(EDGEFM_BIN, args, (dir / (tag + ".log")).string());
-    const int port = wait_for_port(*process, dir / (tag + ".port"));
+    const int port = testing::wait_for_port(*process, dir / (tag + ".port"));
     client = std::make_unique<httplib::Client>("127.0.0.1", port);
     client->set_read_timeout(60, 0);
   }
@@ -102,14 +84,14 @@ std::string output_string(const json& answer, const std::string& name, size_t i 
 }
 
 TEST(EdgeEndpoint, AnswersFromTheStudentTheCloudAndAsFallback) {
-  const fs::path dir = scratch();
+  const fs::path dir = testing::scratch_dir("endpoint");
   const auto& models = testing::small_models();
   harness::ChildProcess serve(EDGEFM_BIN,
                            {"serve", "--fm", models.fm, "--port", "0", "--port-file",
                             (dir / "serve.port").string()},
                            (dir / "serve.log").string());
   const std::string server =
-      "http://127.0.0.1:" + std::to_string(wait_for_port(serve, dir / "serve.port"));
+      "http://127.0.0.1:" + std::to_string(testing::wait_for_port(serve, dir / "serve.port"));
 
   // The student answers everything itself.
   Edge local(dir, "edge-only", {"--policy", "edge-only", "--json", (dir / "local.json").string()});

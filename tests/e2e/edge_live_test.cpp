@@ -17,30 +17,11 @@
 #include "common/json_io.h"
 #include "harness/process.h"
 #include "support/fixtures.h"
+#include "support/live.h"
 
 namespace edgefm {
 namespace {
 namespace fs = std::filesystem;
-
-fs::path scratch(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() /
-                 ("edgefm-e2e-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
-  for (int i = 0; i < 1200; ++i) {
-    std::ifstream in(file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    if (!child.running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << child.command_line() << " did not start:\n" << child.log_tail();
-  return 0;
-}
 
 const std::string kTrace = std::string(EDGEFM_TRACE_DIR) + "/Verizon-LTE-short.up";
 
@@ -49,14 +30,14 @@ struct LiveSetup {
   std::unique_ptr<harness::ChildProcess> serve, link;
   int link_port = 0;
 
-  explicit LiveSetup(const std::string& name) : dir(scratch(name)) {
+  explicit LiveSetup(const std::string& name) : dir(testing::scratch_dir(name)) {
     const auto& models = testing::small_models();
     serve = std::make_unique<harness::ChildProcess>(
         EDGEFM_BIN,
         std::vector<std::string>{"serve", "--fm", models.fm, "--port", "0", "--port-file",
                                  (dir / "serve.port").string(), "--token", "e2e"},
         (dir / "serve.log").string());
-    const int serve_port = wait_for_port(*serve, dir / "serve.port");
+    const int serve_port = testing::wait_for_port(*serve, dir / "serve.port");
     link = std::make_unique<harness::ChildProcess>(
         EDGEFM_BIN,
         std::vector<std::string>{"link", "--listen", "127.0.0.1:0", "--upstream",
@@ -64,7 +45,7 @@ struct LiveSetup {
                                  kTrace, "--delay-ms", "20", "--port-file",
                                  (dir / "link.port").string()},
         (dir / "link.log").string());
-    link_port = wait_for_port(*link, dir / "link.port");
+    link_port = testing::wait_for_port(*link, dir / "link.port");
   }
   ~LiveSetup() {
     link.reset();
@@ -126,7 +107,7 @@ TEST(EdgeLive, ServeLinkAndEdgeAnswerEverySample) {
 }
 
 TEST(EdgeLive, TheAnswerLogIsAppendedToAcrossRestarts) {
-  const fs::path dir = scratch("log-append");
+  const fs::path dir = testing::scratch_dir("log-append");
   const fs::path log = dir / "answers.jsonl";
   const int n = 25;
   for (int run = 0; run < 2; ++run) {
@@ -205,7 +186,7 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
                              "--max-request-mb", "0.0001"},
                             (live.dir / "strict.log").string());
   const std::string strict_server =
-      "http://127.0.0.1:" + std::to_string(wait_for_port(strict, live.dir / "strict.port"));
+      "http://127.0.0.1:" + std::to_string(testing::wait_for_port(strict, live.dir / "strict.port"));
   std::tie(status, log) = run({"--server", strict_server}, "rejected");
   EXPECT_EQ(status, 0) << log;
   // After 3 failures in a row the breaker answers the next ones at once ("down").
@@ -224,7 +205,7 @@ TEST(EdgeLive, AMisconfiguredCloudIsSaidAndRequireCloudMakesItFatal) {
 }
 
 TEST(EdgeLive, AStoppedExperimentKeepsTheRunsThatFinished) {
-  const fs::path dir = scratch("experiment-stopped");
+  const fs::path dir = testing::scratch_dir("experiment-stopped");
   const auto& models = testing::small_models();
   harness::ChildProcess experiment(
       EDGEFM_BIN,
@@ -256,7 +237,7 @@ TEST(EdgeLive, AStoppedExperimentKeepsTheRunsThatFinished) {
 }
 
 TEST(EdgeLive, ShortExperimentWritesEveryResult) {
-  const fs::path dir = scratch("experiment");
+  const fs::path dir = testing::scratch_dir("experiment");
   const auto& models = testing::small_models();
   harness::ChildProcess experiment(
       EDGEFM_BIN,

@@ -16,22 +16,11 @@
 #include "common/json_io.h"
 #include "harness/process.h"
 #include "support/fixtures.h"
+#include "support/live.h"
 
 namespace edgefm {
 namespace {
 namespace fs = std::filesystem;
-
-int wait_for_port(harness::ChildProcess& child, const fs::path& file) {
-  for (int i = 0; i < 1200; ++i) {
-    std::ifstream in(file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    if (!child.running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << child.command_line() << " did not start:\n" << child.log_tail();
-  return 0;
-}
 
 TEST(Tls, TheEdgeReachesAnHttpsCloudAndPlainHttpIsRefused) {
   const fs::path dir = fs::temp_directory_path() / ("edgefm-e2e-tls-" + std::to_string(::getpid()));
@@ -48,7 +37,7 @@ TEST(Tls, TheEdgeReachesAnHttpsCloudAndPlainHttpIsRefused) {
                               {"serve", "--fm", models.fm, "--port", "0", "--port-file",
                                (dir / "serve.port").string(), "--tls-cert", cert, "--tls-key", key},
                               (dir / "serve.log").string());
-  const int port = wait_for_port(serve, dir / "serve.port");
+  const int port = testing::wait_for_port(serve, dir / "serve.port");
   EXPECT_NE(serve.log_tail().find("listening on https://"), std::string::npos) << serve.log_tail();
 
   auto edge = [&](const std::string& url, std::vector<std::string> extra, const std::string& tag) {
