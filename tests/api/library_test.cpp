@@ -23,7 +23,8 @@
 #include <thread>
 #include <vector>
 
-#include "edge/process.h"
+#include "harness/process.h"
+#include "support/live.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
 
@@ -142,26 +143,14 @@ TEST(Library, Errors) {
   }
 }
 
-int wait_for_port(edgefm::edge::ChildProcess& child, const fs::path& file) {
-  for (int i = 0; i < 1200; ++i) {
-    std::ifstream in(file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    if (!child.running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << child.command_line() << " did not start:\n" << child.log_tail();
-  return 0;
-}
-
 TEST(Library, CloudAnswersThenFallback) {
   const auto& models = edgefm::testing::small_models();
   edgefm::testing::TempDir dir("api", "cloud");
-  edgefm::edge::ChildProcess serve(EDGEFM_BIN,
+  edgefm::harness::ChildProcess serve(EDGEFM_BIN,
                                    {"serve", "--fm", models.fm, "--port", "0", "--port-file",
                                     (dir.path / "serve.port").string()},
                                    (dir.path / "serve.log").string());
-  const int port = wait_for_port(serve, dir.path / "serve.port");
+  const int port = edgefm::testing::wait_for_port(serve, dir.path / "serve.port");
   ASSERT_GT(port, 0);
 
   edgefm::EdgeConfig config;
