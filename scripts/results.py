@@ -33,6 +33,8 @@ TITLES = {
     "clip-shaped": "A real FM's path: the CLIP-shaped stand-in (`edgefm fm clip-shaped`)",
     "device-bench": "Cloud service with the reference FM (`scripts/device-bench.sh`)",
     "cloud-under-load": "The cloud service under load (`bench/load_bench`, docs/cloud.md)",
+    "fleet": "A fleet of devices against one cloud service (`edgefm fleet`, docs/fleet.md)",
+    "endpoint": "The edge's local endpoint (`bench/endpoint_bench`, docs/edge.md)",
 }
 
 
@@ -366,6 +368,31 @@ def google_benchmark_provenance(d):
     return prov or None
 
 
+def render_fleet(d):
+    jobs = (d.get("setup") or {}).get("jobs") if isinstance(d.get("setup"), dict) else None
+    head = ["devices", "answers", "lost", "cloud req/s", "cloud p99 ms", "call p99 ms",
+            "worst device p99 ms", "offload", "SLO violations", "accuracy"]
+    row = [count(d.get("devices")), count(d.get("answers")), count(d.get("lost_answers")),
+           num(d.get("cloud_requests_per_s"), 1), num(d.get("cloud_p99_ms"), 1),
+           num(d.get("cloud_call_p99_ms"), 1), num(d.get("device_p99_max_ms"), 1),
+           pct(d.get("offload_ratio")), pct(d.get("slo_violation_rate")), pct(d.get("accuracy"))]
+    title = "Fleet" + (f" with {count(jobs)} customization jobs" if jobs else "")
+    return [(title, table(head, [row]),
+             "The cloud's p99 is its own time per request; the call p99 is as the devices saw "
+             "it, through their links.")]
+
+
+def render_endpoint_bench(d):
+    rows = [[r.get("mode", ""), count(r.get("samples")), num(r.get("p50_ms"), 3),
+             num(r.get("p90_ms"), 3), num(r.get("p99_ms"), 3),
+             num(r.get("p50_overhead_ms"), 3) if r.get("p50_overhead_ms") else "-"]
+            for r in d.get("rows", [])]
+    return [("Local endpoint overhead at batch 1",
+             table(["mode", "samples", "p50 ms", "p90 ms", "p99 ms", "p50 overhead ms"], rows),
+             f"Student {code(d.get('arch', ''))}, edge-only; target: under "
+             f"{num(d.get('target_p50_overhead_ms'), 1)} ms.")]
+
+
 # kind: (recognizer, renderer, provenance reader)
 KINDS = [
     ("eval", lambda d: isinstance(d, dict) and {"fm", "edge", "edgefm"} <= d.keys(),
@@ -392,10 +419,14 @@ KINDS = [
      render_google_benchmark),
     ("load_bench", lambda d: isinstance(d, dict) and d.get("benchmark") == "load_bench",
      render_load_bench),
+    ("fleet", lambda d: isinstance(d, dict) and {"devices", "lost_answers", "cloud_p99_ms"} <= d.keys(),
+     render_fleet),
+    ("endpoint_bench", lambda d: isinstance(d, dict) and "target_p50_overhead_ms" in d,
+     render_endpoint_bench),
 ]
 ORDER = ["eval", "fm_train", "fm_eval", "customize", "models", "profile", "experiment",
-         "scenario", "cloud_bench", "load_bench", "device_bench", "models_bench",
-         "google_benchmark"]
+         "scenario", "cloud_bench", "load_bench", "fleet", "endpoint_bench", "device_bench",
+         "models_bench", "google_benchmark"]
 
 
 def is_experiment(d):
