@@ -3,7 +3,7 @@
 # torch-free parts only (EDGEFM_SANITIZE_BUILD). Runs their unit tests and the fuzz targets'
 # seed corpora (ctest), then fuzzes every target briefly (scripts/fuzz.sh --smoke). Any
 # sanitizer report, leak or fuzzer finding fails the script.
-# Usage: scripts/sanitize.sh [seconds-per-target]   (default 20; 0: no fuzzing)
+# Usage: scripts/sanitize.sh [seconds-per-target]   (default 10; 0: no fuzzing)
 #        scripts/sanitize.sh --build-only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ cmake --build build-asan -j"$(nproc)"
 [ "${1:-}" = "--build-only" ] && exit 0
 
 ctest --test-dir build-asan --output-on-failure -j"$(nproc)" --timeout 600
-seconds=${1:-20}
+seconds=${1:-10}
 if [ "$seconds" != 0 ]; then
   scripts/fuzz.sh --smoke "$seconds"
 fi
