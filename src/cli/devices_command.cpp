@@ -54,13 +54,7 @@ void run_list(const DevicesCommandOptions& o) {
   if (!o.json_path.empty()) {
     json list = json::array();
     for (const auto& d : devices) {
-      list.push_back({{"device", d.name},
-                      {"revoked", d.revoked()},
-                      {"added_unix", d.added_unix},
-                      {"revoked_unix", d.revoked_unix},
-                      {"samples", d.samples},
-                      {"model_version", d.model_version},
-                      {"last_contact_unix", d.last_contact_unix}});
+      list.push_back(cloud::device_to_json(d));
     }
     write_json_file(o.json_path, {{"devices", list}, {"provenance", provenance()}});
   }

@@ -848,13 +848,7 @@ ServerExtension CustomizationService::extension() {
     require_admin(req);
     json list = json::array();
     for (const auto& d : registry_->devices()) {
-      list.push_back({{"device", d.name},
-                      {"revoked", d.revoked()},
-                      {"added_unix", d.added_unix},
-                      {"revoked_unix", d.revoked_unix},
-                      {"samples", d.samples},
-                      {"model_version", d.model_version},
-                      {"last_contact_unix", d.last_contact_unix}});
+      list.push_back(device_to_json(d));
     }
     reply(res, 200, {{"devices", list}});
   }});

@@ -143,6 +143,16 @@ DeviceRecord* find_record(std::vector<DeviceRecord>& records, const std::string&
 
 }  // namespace
 
+json device_to_json(const DeviceRecord& d) {
+  return {{"device", d.name},
+          {"revoked", d.revoked()},
+          {"added_unix", d.added_unix},
+          {"revoked_unix", d.revoked_unix},
+          {"samples", d.samples},
+          {"model_version", d.model_version},
+          {"last_contact_unix", d.last_contact_unix}};
+}
+
 std::string new_device_token() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw Error("device token: OpenSSL's generator failed");
@@ -271,36 +281,28 @@ std::vector<DeviceRecord> DeviceRegistry::devices() {
   return out;
 }
 
-void DeviceRegistry::note_samples(const std::string& device, int64_t samples) {
+void DeviceRegistry::note(const std::string& device, const std::function<void(Status&)>& update) {
   bool due = false;
   {
     std::lock_guard lock(mutex_);
-    status_[device].samples = samples;
+    update(status_[device]);
     dirty_ = true;
     due = flush_due_locked();
   }
   if (due) {
     try {
       write_status();
-    } catch (const std::exception&) {
+    } catch (const std::exception&) {  // a status write is retried with the next note
     }
   }
 }
 
+void DeviceRegistry::note_samples(const std::string& device, int64_t samples) {
+  note(device, [samples](Status& s) { s.samples = samples; });
+}
+
 void DeviceRegistry::note_model_version(const std::string& device, int version) {
-  bool due = false;
-  {
-    std::lock_guard lock(mutex_);
-    status_[device].model_version = version;
-    dirty_ = true;
-    due = flush_due_locked();
-  }
-  if (due) {
-    try {
-      write_status();
-    } catch (const std::exception&) {
-    }
-  }
+  note(device, [version](Status& s) { s.model_version = version; });
 }
 
 void DeviceRegistry::flush() {

@@ -16,6 +16,9 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include <functional>
+
+#include "common/json_io.h"
 
 namespace edgefm::cloud {
 
@@ -31,6 +34,10 @@ struct DeviceRecord {
 
   bool revoked() const { return revoked_unix > 0; }
 };
+
+// A device as `devices list --json` and the admin's GET /v2/customization/devices give it
+// (no token hash).
+json device_to_json(const DeviceRecord& d);
 
 // A new random token: "edgefm-" and 64 hex digits (32 bytes from OpenSSL's generator).
 std::string new_device_token();
@@ -76,6 +83,8 @@ class DeviceRegistry {
     int model_version = -1;
     double last_contact_unix = 0;
   };
+  // Applies `update` to the device's noted status and writes the file when due.
+  void note(const std::string& device, const std::function<void(Status&)>& update);
   void reload_if_changed_locked();
   bool flush_due_locked();  // once a second at most, when something was noted
   // Merges the noted status into the file; the file I/O runs outside mutex_ so requests

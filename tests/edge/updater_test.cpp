@@ -378,14 +378,6 @@ TEST(Updater, AnArtifactWithNonFiniteWeightsIsRefusedAndTheOldModelKeepsServing)
   }
   const models::Student good = models::load_student(edgefm::testing::small_models().student);
   EXPECT_EQ(models::unsound_reason(*good.encoder, good.pool.dim()), "");
-  // The same file given at start-up is refused too.
-  try {
-    load_edge_model(diverged_student().string());
-    ADD_FAILURE() << "a student with non-finite weights loaded";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("is unsound and must not serve: parameter '"), std::string::npos)
-        << e.what();
-  }
   EXPECT_NE(models::unsound_reason(*good.encoder, good.pool.dim() + 1).find("embedding dimension"),
             std::string::npos);
 
